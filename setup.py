@@ -1,9 +1,6 @@
 """setup.py in nbdev 2's layout: every field comes from settings.ini."""
-from pkg_resources import parse_version
 from configparser import ConfigParser
 import setuptools
-
-assert parse_version(setuptools.__version__) >= parse_version('36.2')
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
