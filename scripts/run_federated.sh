@@ -8,5 +8,5 @@ if [ -z "${FEDREC_DATA:-}" ] && [ -d ../shared/data ]; then export FEDREC_DATA=$
 OUT=${OUT:-runs/federated}
 mkdir -p "$OUT"
 export MPLBACKEND=Agg
-.venv/bin/papermill nbs/06_federated.ipynb "$OUT/06_federated.out.ipynb" --cwd nbs -p output_dir "$(realpath "$OUT")" "$@"
+.venv/bin/papermill nbs/06_federated.ipynb "$OUT/06_federated.out.ipynb" -k python3 --cwd nbs -p output_dir "$(realpath "$OUT")" "$@"
 echo "results: $OUT/results.json"
