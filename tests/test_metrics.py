@@ -180,3 +180,24 @@ def test_notebook_rejects_unknown_model(tmp_path):
         run_notebook(tmp_path, dataset="synthetic", output_dir=str(out), models=["svd", "nope"])
     assert "parameter models='nope'" in str(e.value) and "ParameterError" in str(e.value)
     assert not (out / "results.json").exists()
+
+
+def test_case_study_notebook(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "case"
+    papermill.execute_notebook(str(NBS / "07_case_study.ipynb"), str(tmp_path / "executed_07.ipynb"), cwd=str(NBS),
+                               parameters=dict(dataset="synthetic", output_dir=str(out), n=7, model="bias", user_id=5),
+                               kernel_name="python3", language="python", progress_bar=False)
+    res = json.loads((out / "results.json").read_text())
+    assert res["user_id"] == 5 and res["model"] == "bias" and len(res["recommendations"]) == 7
+    assert [r["rank"] for r in res["recommendations"]] == list(range(1, 8))
+    from fedrec_nb.data import load_dataset, split_ratings
+    train, test = split_ratings(load_dataset("synthetic", seed=42).ratings, "random", 0.2, 42)
+    rec_ids = [r["item_id"] for r in res["recommendations"]]
+    assert not set(rec_ids) & set(train.item_id[train.user_id == 5])            # never an item rated in training
+    held = set(test.item_id[test.user_id == 5])
+    assert [r["hit"] for r in res["recommendations"]] == [i in held for i in rec_ids]
+    with pytest.raises(papermill.PapermillExecutionError, match="parameter user_id=999999"):
+        papermill.execute_notebook(str(NBS / "07_case_study.ipynb"), str(tmp_path / "bad.ipynb"), cwd=str(NBS),
+                                   parameters=dict(dataset="synthetic", output_dir=str(tmp_path / "bad"), user_id=999999),
+                                   kernel_name="python3", language="python", progress_bar=False)
