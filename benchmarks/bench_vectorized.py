@@ -1,0 +1,134 @@
+"""Time one round of local training, client by client (`local_train_sequential`) and many clients at once
+(`local_train_vectorized`), on the same clients with the same seed; print both sides, the ratio, the largest
+relative difference of their deltas and the peak memory.
+
+    python benchmarks/bench_vectorized.py users                      # 943 one-user clients of ML-100K
+    python benchmarks/bench_vectorized.py iid                        # the seed's 10 IID clients of ML-100K
+    python benchmarks/bench_vectorized.py users --dataset synthetic-ml-1m --seq-clients 600   # 6,040 one-user clients
+    python benchmarks/bench_vectorized.py iid --dataset synthetic-ml-1m --device cuda --no-seq
+
+Protocol: the seed's 90/10 random split (seed 42), `partition` 'user' (one client per user) or 'iid' (10 clients),
+one round of `--epochs` local epochs with Adam(`--lr`), batches of `--batch-size`, weighted FedAvg weights. Each path
+first runs once on a few clients (warm-up: allocator, vmap set-up), then is timed on all of them. `--seq-clients N`
+times the sequential path on the first N clients only and scales its time to all clients by their share of rows
+(printed as 'scaled'), for federations where the full sequential round takes minutes.
+"""
+from __future__ import annotations
+
+import argparse, json, os, sys, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("setting", choices=["users", "iid"], help="one client per user, or --clients IID clients")
+    p.add_argument("--dataset", default="ml-100k", help="ml-100k, synthetic-ml-1m, ... (fedrec_nb.data.DATASET_NAMES)")
+    p.add_argument("--model", default="expanded", help="expanded (the seed's), hybrid, mf")
+    p.add_argument("--embedding-dim", type=int, default=None, help="default: 50 for expanded (the seed's), 32 otherwise")
+    p.add_argument("--clients", type=int, default=10, help="number of IID clients (setting 'iid')")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--mu", type=float, default=0.0, help="FedProx mu")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of the vectorized path (default 1, as the sequential path uses; 0: torch's default)")
+    p.add_argument("--max-clients", type=int, default=None, help="clients per group of the vectorized path")
+    p.add_argument("--rounds", type=int, default=1, help="timed rounds of each path (the mean is reported)")
+    p.add_argument("--no-seq", action="store_true", help="time the vectorized path only")
+    p.add_argument("--seq-clients", type=int, default=None, help="time the sequential path on this many clients and scale")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse(argv)
+    os.environ.setdefault("FEDREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    from fedrec_nb.data import load_dataset, split_ratings, encode_features, encode_ratings
+    from fedrec_nb.models import build_model
+    from fedrec_nb.partitions import partition
+    from fedrec_nb.federated import build_clients, local_train_sequential, FedAvg, LocalConfig
+    from fedrec_nb.vectorized import local_train_vectorized, relative_difference, peak_memory
+
+    dev = torch.device(a.device)
+    t0 = time.perf_counter()
+    data = load_dataset(a.dataset, seed=42)
+    train, _ = split_ratings(data.ratings, "random", 0.1, 42)
+    feats = encode_features(data)
+    u, i, y = encode_ratings(train, feats)
+    k = feats.n_users if a.setting == "users" else a.clients
+    parts = partition("user" if a.setting == "users" else "iid", train, data, k, 0.5, 42)
+    clients = build_clients(u, i, y, parts, u[:0], i[:0], y[:0], np.zeros(0, int))
+    clients = [c for c in clients if c.n_train > 0]
+    if dev.type == "cuda":  # data resident on the device
+        from fedrec_nb.federated import ClientData
+        clients = [ClientData(c.cid, c.users.to(dev), c.items.to(dev), c.ratings.to(dev)) for c in clients]
+    featsd = feats.to(dev)
+    dim = a.embedding_dim or (50 if a.model == "expanded" else 32)
+    torch.manual_seed(42)
+    net = build_model(a.model, feats, dim, data.rating_scale).to(dev)
+    gp = {n: p.detach().clone() for n, p in net.named_parameters()}
+    cfg = LocalConfig(a.epochs, a.batch_size, a.lr, a.mu)
+    w = FedAvg().client_weights([c.n_train for c in clients])
+    rows = sum(c.n_train for c in clients)
+    samples = rows * a.epochs
+    print(f"{a.dataset}, {len(clients):,} {'one-user' if a.setting == 'users' else 'IID'} clients, {rows:,} training rows, "
+          f"model {a.model} (dim {dim}), {a.epochs} local epoch(s), batch {a.batch_size}, lr {a.lr}, mu {a.mu}, "
+          f"device {dev}{' (' + torch.cuda.get_device_name(dev) + ')' if dev.type == 'cuda' else ''}, "
+          f"vectorized path on {a.threads or torch.get_num_threads()} thread(s) (sequential: its own choice); set-up {time.perf_counter() - t0:.1f} s")
+
+    def sync():
+        if dev.type == "cuda": torch.cuda.synchronize(dev)
+
+    def timed(fn, cl, ww):
+        sync(); t = time.perf_counter(); out = fn(cl, ww); sync()
+        return out, time.perf_counter() - t
+
+    def vec(cl, ww, r=0):
+        return local_train_vectorized(net, gp, cl, ww, featsd, cfg, 42, r, device=dev, max_clients=a.max_clients,
+                                      num_threads=a.threads or None)
+    def seq(cl, ww, r=0): return local_train_sequential(net, gp, cl, ww, featsd, cfg, 42, r, device=dev)
+
+    warm = clients[:: max(1, len(clients) // 8)][:8]
+    ww = FedAvg().client_weights([c.n_train for c in warm])
+    vec(warm, ww)
+    if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
+    vt = []
+    for r in range(a.rounds):
+        upd_v, t = timed(lambda cl, ww: vec(cl, ww, 0), clients, w); vt.append(t)
+    t_vec = float(np.mean(vt))
+    mem = peak_memory(dev)
+    res = dict(setting=a.setting, dataset=a.dataset, clients=len(clients), rows=rows, samples=samples, model=a.model,
+               embedding_dim=dim, epochs=a.epochs, batch_size=a.batch_size, mu=a.mu, device=str(dev),
+               vectorized_s=t_vec, vectorized_samples_per_s=samples / t_vec, peak_memory_bytes=mem,
+               peak_memory_kind="torch.cuda.max_memory_allocated" if dev.type == "cuda" else "peak RSS of the process")
+    print(f"vectorized: {t_vec:8.3f} s per round ({samples / t_vec:,.0f} samples/s), rounds timed {a.rounds}; "
+          f"peak memory {mem / 2**30:.2f} GiB ({res['peak_memory_kind']})")
+    if not a.no_seq:
+        sub = clients if a.seq_clients is None else clients[: a.seq_clients]
+        seq(sub[:2], FedAvg().client_weights([c.n_train for c in sub[:2]]))
+        upd_s, t_seq = timed(seq, sub, w[: len(sub)] if a.seq_clients else w)
+        share = sum(c.n_train for c in sub) / rows
+        t_seq_all = t_seq / share
+        how = "" if a.seq_clients is None else f" (timed on {len(sub):,} clients, {share:.1%} of the rows: {t_seq:.2f} s, scaled)"
+        print(f"sequential: {t_seq_all:8.3f} s per round ({samples / t_seq_all:,.0f} samples/s){how}")
+        print(f"ratio     : vectorized is {t_seq_all / t_vec:.1f}x faster")
+        res.update(sequential_s=t_seq_all, sequential_samples_per_s=samples / t_seq_all, sequential_timed_clients=len(sub),
+                   speedup=t_seq_all / t_vec)
+        if a.seq_clients is None:
+            rd = max(relative_difference(upd_s.delta, upd_v.delta).values())
+            new = lambda d: {n: gp[n] + d[n] for n in d}
+            rp = max(relative_difference(new(upd_s.delta), new(upd_v.delta)).values())
+            print(f"largest relative difference, per parameter: of the deltas {rd:.1e}, of the new global parameters {rp:.1e}")
+            res.update(max_relative_difference_delta=rd, max_relative_difference_params=rp)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
