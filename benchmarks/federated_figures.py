@@ -79,6 +79,17 @@ def main():
     a = ap.parse_args()
     seeds, figs = [int(s) for s in a.seeds.split(",")], {int(f) for f in a.figures.split(",")}
     res = {}
+    if 0 in figs:
+        print("0. which model: each trained centrally, 12 epochs, batch 256, Adam (mf/hybrid 2e-3, expanded 1e-3)")
+        rows = []
+        for s in seeds:
+            exp = prepare_experiment("ml-100k", None, s, 0.1, "random", OUT / "models")
+            for name, lr, dim in (("expanded", 1e-3, 50), ("hybrid", 2e-3, 32), ("mf", 2e-3, 32)):
+                c = central(s, exp, dict(model=name, embedding_dim=dim, rounds=12, local_epochs=1, batch_size=256, lr=lr))
+                rows.append(dict(seed=s, model=name, **c)); print("  ", rows[-1], flush=True)
+        t = pd.DataFrame(rows).groupby("model")[["best_rmse", "best_epoch", "same_passes_rmse"]].agg(["mean", "std"])
+        print(t.round(4).to_string())
+        res["0"] = rows
     if 1 in figs:
         print("1. the seed's setup", SEED_SETUP)
         res["1"] = [run("seed_setup", s, **SEED_SETUP) for s in seeds]
@@ -109,7 +120,8 @@ def main():
             print(f"| {k} | {ms([r['test_rmse'] for r in rs])} | {ms([r['client_mae_worst10'] for r in rs])} | {ms([r['client_mae_std'] for r in rs])} |")
     strip = lambda o: {k: v for k, v in o.items() if k != "experiment"} if isinstance(o, dict) else o
     clean = {k: ([strip(x) for x in v] if isinstance(v, list) else {kk: [strip(x) for x in vv] for kk, vv in v.items()}) for k, v in res.items()}
-    save_results(OUT, dict(seeds=seeds, configs=dict(seed_setup=SEED_SETUP, best_iid=BEST_IID, per_user=PER_USER), results=clean), name="figures")
+    save_results(OUT, dict(seeds=seeds, configs=dict(seed_setup=SEED_SETUP, best_iid=BEST_IID, per_user=PER_USER), results=clean),
+                 name="figures_" + "_".join(map(str, sorted(figs))))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def test_papermill_run_writes_results(tmp_path):
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "06_federated.ipynb"), str(tmp_path / "out.ipynb"),
            "-p", "dataset", "synthetic", "-p", "output_dir", str(out), "-p", "rounds", "2", "-p", "model", "mf",
            "-p", "embedding_dim", "8", "-p", "batch_size", "1024", "-p", "device", "cpu", "-p", "engine", "sequential",
-           "--cwd", str(ROOT / "nbs")]
+           "-k", "python3", "--language", "python", "--cwd", str(ROOT / "nbs")]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
     res = json.loads((out / "results.json").read_text())
     assert {"params", "rounds", "clients", "final"} <= set(res)
@@ -140,7 +140,7 @@ def test_papermill_bad_parameter_stops_in_first_cell(tmp_path):
     pytest.importorskip("papermill")
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "06_federated.ipynb"), str(tmp_path / "out.ipynb"),
            "-p", "dataset", "synthetic", "-p", "output_dir", str(tmp_path / "run"), "-p", "strategy", "fedsgd",
-           "--cwd", str(ROOT / "nbs")]
+           "-k", "python3", "--language", "python", "--cwd", str(ROOT / "nbs")]
     r = subprocess.run(cmd, env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "parameter strategy='fedsgd'" in (r.stdout + r.stderr)
     assert not (tmp_path / "run" / "results.json").exists()
