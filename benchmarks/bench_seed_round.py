@@ -1,16 +1,19 @@
 """The seed's federated round as written, against this project's engine, on the same data and round.
 
-    FEDREC_DATA=/work/shared/data .venv/bin/python benchmarks/bench_seed_round.py [--seed-batches 40] [--engine both]
+    FEDREC_DATA=/work/shared/data .venv/bin/python benchmarks/bench_seed_round.py [--seed-batches 20] [--seed-eval-batches 3] [--engine both]
 
 Both sides: ML-100K, 90/10 random split (seed 42), 10 IID clients (`np.array_split` of the shuffled training rows, as
 the seed), the seed's ExpandedRecommender (embedding 50), one local epoch, batch 256, a fresh Adam(1e-3) per client.
-Timed: each client's training loop (forward, backward, Adam step over every batch). The seed's side is its
-`ClientDataset` (a pandas merge, then per row `iloc`, `MultiLabelBinarizer.transform` and `OneHotEncoder.transform` in
-`__getitem__`) behind a shuffling `DataLoader`, transcribed from the seed notebook; it runs about 800 samples/s, so a
-full round takes about two minutes: by default it is timed on the first `--seed-batches` batches of every client and
-its samples/s extrapolated (the per-row cost is constant), which the output says.
+The seed's side is its `ClientDataset` (a pandas merge, then per row `iloc`, `MultiLabelBinarizer.transform` and
+`OneHotEncoder.transform` in `__getitem__`) behind a shuffling `DataLoader`, and its round loop, transcribed from the
+seed notebook (scikit-learn's per-row warnings go to /dev/null). As written, the seed's client-evaluation loop sits
+inside its client loop, so after each client's training it scores every client's rows (900,000 evaluation rows per
+round). A full round takes minutes, so each loader is timed on its first batches (`--seed-batches` for training,
+`--seed-eval-batches` for evaluation) and the round time extrapolated from the per-row costs (constant); the output says
+so. Two ratios are printed: whole round against whole round (this engine's round includes each client's evaluation on
+its own rows), and the training loops alone.
 """
-import argparse, copy, time
+import argparse, contextlib, copy, os, time, warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from sklearn.metrics import mean_absolute_error
 from sklearn.preprocessing import LabelEncoder, MultiLabelBinarizer, OneHotEncoder
 
 from fedrec_nb.data import encode_ratings, load_dataset, split_ratings, encode_features
@@ -72,8 +76,9 @@ class ExpandedRecommender(nn.Module):
         return x.squeeze()
 
 
-def seed_round(users, movies, train, num_clients, max_batches):
-    "The seed's round loop (training part), stopped after `max_batches` batches per client; returns (samples, seconds)."
+def seed_round(users, movies, train, num_clients, max_batches, max_eval_batches):
+    """The seed's round loop, each loader stopped after `max_batches` (training) or `max_eval_batches` (evaluation)
+    batches; returns (training rows, training seconds, evaluation rows, evaluation seconds)."""
     global mlb, occupation_encoder
     mlb = MultiLabelBinarizer(); mlb.fit_transform(movies['Genres'].str.split('|'))
     occupation_encoder = OneHotEncoder(sparse_output=False); occupation_encoder.fit_transform(users[['Occupation']])
@@ -88,7 +93,7 @@ def seed_round(users, movies, train, num_clients, max_batches):
                                        num_ages=len(age_encoder.classes_) + 1)
     criterion = nn.MSELoss()
     client_models = [copy.deepcopy(global_model) for _ in range(num_clients)]
-    samples, seconds = 0, 0.0
+    n_train, t_train, n_eval, t_eval = 0, 0.0, 0, 0.0
     for client in range(num_clients):
         optimizer = torch.optim.Adam(client_models[client].parameters(), lr=0.001)
         client_models[client].train()
@@ -101,14 +106,29 @@ def seed_round(users, movies, train, num_clients, max_batches):
             loss = criterion(outputs, rating.float())
             loss.backward()
             optimizer.step()
-            samples += len(rating)
-        seconds += time.perf_counter() - t0
-    return samples, seconds
+            n_train += len(rating)
+        t_train += time.perf_counter() - t0
+        # as written, the seed's evaluation loop sits inside the client loop: after each client it scores every client
+        t0 = time.perf_counter()
+        for other in range(num_clients):
+            predictions, true_labels = [], []
+            client_models[other].eval()
+            with torch.no_grad():
+                for b, data in enumerate(client_loaders[other]):
+                    if max_eval_batches and b >= max_eval_batches: break
+                    user_ids, movie_ids, genres, occupations, ages, genders, rating = [item for item in data]
+                    outputs = client_models[other](user_ids, movie_ids, genres, occupations, ages, genders)
+                    predictions.extend(outputs.cpu().numpy()); true_labels.extend(rating.cpu().numpy())
+                    n_eval += len(rating)
+            mean_absolute_error(true_labels, predictions)
+        t_eval += time.perf_counter() - t0
+    return n_train, t_train, n_eval, t_eval
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed-batches", type=int, default=40, help="batches per client timed on the seed's side (0: all)")
+    ap.add_argument("--seed-batches", type=int, default=20, help="batches per client timed on the seed's side (0: all)")
+    ap.add_argument("--seed-eval-batches", type=int, default=3, help="batches per loader timed in the seed's evaluation (0: all)")
     ap.add_argument("--engine", default="both", choices=["sequential", "vectorized", "both"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     a = ap.parse_args()
@@ -119,11 +139,20 @@ def main():
     users = data.users.rename(columns={"user_id": "UserID", "occupation": "Occupation", "age": "Age", "gender": "Gender"})
     movies = pd.DataFrame({"MovieID": data.items.item_id, "Genres": data.items.genres.map("|".join)})
     seed_train = train.rename(columns={"user_id": "UserID", "item_id": "MovieID", "rating": "Rating"})
-    n_seed, t_seed = seed_round(users.copy(), movies, seed_train, 10, a.seed_batches)
-    seed_sps = n_seed / t_seed
-    note = f"timed on the first {a.seed_batches} batches of each client" if a.seed_batches else "full round"
-    print(f"seed's round (pandas per-row Dataset, {note}): {n_seed:,} samples in {t_seed:.1f} s = {seed_sps:,.0f} samples/s")
-    print(f"  -> a full round of {len(train):,} samples would take about {len(train) / seed_sps:.0f} s")
+    note = f"timed on the first {a.seed_batches} training / {a.seed_eval_batches} evaluation batches of each loader"
+    # as written, scikit-learn emits a UserWarning from every per-row transform: they go to /dev/null
+    seed_train_sps, seed_round_sps = {}, {}
+    for variant in ("as written",):
+        with warnings.catch_warnings(), open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            warnings.simplefilter("default" if variant == "as written" else "ignore")
+            n_tr, t_tr, n_ev, t_ev = seed_round(users.copy(), movies, seed_train, 10, a.seed_batches, a.seed_eval_batches)
+        per_train, per_eval = t_tr / n_tr, t_ev / n_ev
+        full_round = len(train) * per_train + 10 * len(train) * per_eval   # training rows + the nested evaluation's rows
+        seed_train_sps[variant], seed_round_sps[variant] = 1 / per_train, len(train) / full_round
+        print(f"seed, {variant} ({note}): training loop {1 / per_train:,.0f} samples/s; the whole round as written "
+              f"(each client's training, then every client scored after each one: {10 * len(train):,} evaluation rows) "
+              f"about {full_round:.0f} s = {len(train) / full_round:,.0f} training samples per second of round")
+    warnings.filterwarnings("ignore", category=UserWarning)
 
     feats = encode_features(data)
     u, i, y = encode_ratings(train, feats)
@@ -147,8 +176,10 @@ def main():
         fn(net, g0, clients, w, feats, cfg, 0, 0, None, "cpu")
         dt = time.perf_counter() - t0
         sps = len(train) / dt
-        print(f"this engine ({name}, features precomputed): {len(train):,} samples in {dt:.2f} s = {sps:,.0f} samples/s"
-              f"  -> {sps / seed_sps:.1f}x the seed's")
+        print(f"this engine ({name}, features precomputed, {torch.get_num_threads()} torch threads): one round "
+              f"(training + each client's own evaluation) of {len(train):,} samples in {dt:.2f} s = {sps:,.0f} samples/s")
+        for v in seed_train_sps:
+            print(f"  ratio vs the seed {v}: whole round {sps / seed_round_sps[v]:.0f}x; training loops only {sps / seed_train_sps[v]:.1f}x")
 
 
 if __name__ == "__main__":
