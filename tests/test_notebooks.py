@@ -1,0 +1,39 @@
+"""Every notebook is runnable by papermill as the README says: a python3 kernelspec, and a parameters cell whose
+every assignment papermill can read (a comment holding '=' silently hides the parameter from it)."""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.translators import PythonTranslator
+
+NBS = sorted((Path(__file__).resolve().parents[1] / "nbs").glob("[0-9]*.ipynb"))
+EXPERIMENTS = [p for p in NBS if re.match(r"0[2-7]_", p.name)]
+
+
+@pytest.mark.parametrize("path", NBS, ids=lambda p: p.name)
+def test_kernelspec_names_python(path):
+    ks = nbformat.read(path, as_version=4).metadata.get("kernelspec", {})
+    assert ks.get("name") == "python3" and ks.get("language") == "python"
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected one cell tagged 'parameters'"
+    assigned = {ln.split("=")[0].strip() for ln in cells[0].source.splitlines()
+                if re.match(r"^[A-Za-z_]\w*\s*=", ln)}
+    read = {p.name for p in PythonTranslator.inspect(cells[0])}
+    assert assigned == read, f"{path.name}: papermill cannot read {sorted(assigned - read)}"
+    if path.name != "02_eda.ipynb":
+        assert {"dataset", "data_dir", "seed", "test_size", "split", "output_dir"} <= read
+
+
+def test_federated_parameter_names_are_the_documented_ones():
+    nb = nbformat.read(next(p for p in NBS if p.name == "06_federated.ipynb"), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {p.name for p in PythonTranslator.inspect(cell)}
+    assert set("dataset data_dir seed test_size output_dir model partition num_clients alpha rounds local_epochs "
+               "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
+               "checkpoint_dir resume".split()) <= names
