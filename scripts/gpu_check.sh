@@ -101,7 +101,7 @@ bench users1m   users --dataset synthetic-ml-1m --model hybrid --rounds $BR --se
 bench iid1m     iid   --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients 1
 bench iid1m_exp iid   --dataset synthetic-ml-1m --model expanded --rounds $BR --seq-clients 1
 bench users100k users --dataset ml-100k --model hybrid --rounds $BR --seq-clients $SEQ
-[ $QUICK = 0 ] && bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
+bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
 
 # --- 3. the figures
 $PY scripts/gpu_check.py "$OUTDIR"
