@@ -686,4 +686,5 @@ def encode_ratings(ratings: pd.DataFrame, features: Features):
     import torch
     u = features.user_index(ratings["user_id"].to_numpy(), missing=None)
     i = features.item_index(ratings["item_id"].to_numpy(), missing=None)
-    return torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(ratings["rating"].to_numpy(np.float32))
+    y = np.array(ratings["rating"].to_numpy(np.float32))  # a writable copy: pandas may hand out read-only views
+    return torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y)
