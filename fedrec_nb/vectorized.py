@@ -147,6 +147,43 @@ def _group_batch(features, U, I, LU, LI, rows):
     b["user"], b["item"] = LU[rows], LI[rows]
     return b
 
+def _train_step(forward, names, P, m, v, anchor, features, U, I, Y, LU, LI, rows, mask, cnt, Kt, step, step_t, cfg):
+    "One local step of the first `Kt` clients on group rows `rows` `(Kt, width)`; returns their batch MSE `(Kt,)`."
+    leaves = {n: P[n][:Kt].detach().requires_grad_(True) for n in names}
+    err = forward(leaves, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]
+    mse = (err * err * mask).sum(1) / cnt
+    loss = mse.sum()
+    if anchor is not None and cfg.mu > 0:
+        loss = loss + cfg.mu / 2 * sum(((leaves[n] - (anchor[n][:Kt] if anchor[n].shape[0] > 1 else anchor[n])) ** 2).sum()
+                                       for n in names)
+    grads = torch.autograd.grad(loss, [leaves[n] for n in names])
+    with torch.no_grad():
+        adam_step([P[n][:Kt] for n in names], list(grads), [m[n][:Kt] for n in names], [v[n][:Kt] for n in names],
+                  step, cfg.lr, step_tensor=step_t)
+    return mse.detach()
+
+class _GraphedStep:
+    "`_train_step` for full steps (every client of the group, full batches) captured once as a CUDA graph, then replayed."
+    def __init__(self, step_fn, K, width, device):
+        self.rows = torch.zeros(K, width, dtype=torch.long, device=device)  # static inputs, refilled before each replay
+        self.step = torch.ones((), device=device)
+        self.step_fn, self.graph, self.out = step_fn, None, None
+
+    def capture(self):
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph): self.out = self.step_fn(self.rows, self.step)
+
+    def __call__(self, rows, step_t):
+        self.rows.copy_(rows); self.step.copy_(step_t)
+        self.graph.replay()
+        return self.out
+
+def _use_cuda_graph(device, K, width, n_full):
+    "CUDA graphs pay off when many steps share one shape; embedding backward stays capturable up to 3,072 looked-up rows."
+    import os
+    return (device.type == "cuda" and hasattr(torch, "_fused_adam_") and os.environ.get("FEDREC_CUDA_GRAPHS", "1") != "0"
+            and n_full >= 16 and K * width <= 3072)
+
 def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (row tables as sub-tables), updated in place
                 anchor: dict | None,     # name -> start of the round for FedProx: (K, ...) per client or (1, ...) shared; None: mu = 0
                 features: Features, U, I, Y, LU, LI, # the group's rows: global and local indices, ratings
@@ -157,29 +194,36 @@ def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (
     cnt_cpu, steps_cpu = cnt.cpu(), steps.tolist()
     cnt_dev = cnt.to(pos.device, torch.float32)
     T, K = cnt_cpu.shape
+    W = pos.shape[2]
     m = {n: torch.zeros_like(P[n]) for n in names}
     v = {n: torch.zeros_like(P[n]) for n in names}
     losses = torch.zeros(T, K, device=pos.device)
-    mask_all = (torch.arange(pos.shape[2], device=pos.device) < cnt_dev[..., None]).float()  # (T, K, width)
+    mask_all = (torch.arange(W, device=pos.device) < cnt_dev[..., None]).float()  # (T, K, width)
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
-    Kt = K
+    full = (cnt_cpu == W).all(1).tolist()  # steps where every client of the group has a full batch
+    step = lambda rows, mask, c, Kt, t, st: _train_step(forward, names, P, m, v, anchor, features, U, I, Y, LU, LI,
+                                                        rows, mask, c, Kt, t, st, cfg)
+    graphed = None
+    if _use_cuda_graph(pos.device, K, W, sum(full)):
+        ones, cW = torch.ones(K, W, device=pos.device), torch.full((K,), float(W), device=pos.device)
+        graphed = _GraphedStep(lambda rows, st: step(rows, ones, cW, K, 2, st), K, W, pos.device)
+    warm, Kt = 0, K
     for t in range(T):
         while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1
+        if graphed is not None and full[t] and Kt == K:
+            if graphed.graph is None and warm >= 3:  # capture after a few eager steps on a side stream (CUDA's rule)
+                try: graphed.capture()
+                except RuntimeError as e:
+                    import warnings; warnings.warn(f"CUDA graph capture failed ({e}); training eagerly"); graphed = None
+            if graphed is not None and graphed.graph is not None:
+                losses[t] = graphed(pos[t], step_no[t]); continue
+            if graphed is not None:
+                s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s): losses[t] = step(pos[t], mask_all[t], cnt_dev[t], K, t + 1, step_no[t])
+                torch.cuda.current_stream().wait_stream(s); warm += 1
+                continue
         width = int(cnt_cpu[t, :Kt].max())
-        rows = pos[t, :Kt, :width]
-        mask = mask_all[t, :Kt, :width]
-        leaves = {n: P[n][:Kt].detach().requires_grad_(True) for n in names}
-        err = forward(leaves, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]
-        mse = (err * err * mask).sum(1) / cnt_dev[t, :Kt]
-        loss = mse.sum()
-        if anchor is not None and cfg.mu > 0:
-            loss = loss + cfg.mu / 2 * sum(((leaves[n] - (anchor[n][:Kt] if anchor[n].shape[0] > 1 else anchor[n])) ** 2).sum()
-                                           for n in names)
-        grads = torch.autograd.grad(loss, [leaves[n] for n in names])
-        losses[t, :Kt] = mse.detach()
-        with torch.no_grad():
-            adam_step([P[n][:Kt] for n in names], list(grads), [m[n][:Kt] for n in names], [v[n][:Kt] for n in names],
-                      t + 1, cfg.lr, step_tensor=step_no[t])
+        losses[t, :Kt] = step(pos[t, :Kt, :width], mask_all[t, :Kt, :width], cnt_dev[t, :Kt], Kt, t + 1, step_no[t])
     return losses
 
 # %% ../nbs/06c_vectorized.ipynb #14a561d0
