@@ -148,6 +148,9 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
     call = lambda params, b: torch.func.functional_call(model, params, (b,))
     stats = []
     for k, c in enumerate(clients):
+        if c.n_train == 0:  # nothing to train on: no update, no figures (as the vectorized path)
+            stats.append(dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan")))
+            continue
         params, users, items, lu, li = _client_view(model, glob, c, private, device)
         anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
         opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True)
