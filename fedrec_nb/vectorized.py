@@ -147,11 +147,15 @@ def _group_batch(features, U, I, LU, LI, rows):
     b["user"], b["item"] = LU[rows], LI[rows]
     return b
 
-def _train_step(forward, names, P, m, v, anchor, features, U, I, Y, LU, LI, rows, mask, cnt, Kt, step, step_t, cfg):
+def _group_mse(forward, leaves, rows, mask, cnt, features, U, I, Y, LU, LI):
+    "Each client's mean squared error on its batch: `rows` `(Kt, width)` group rows, `mask` marks the real ones."
+    err = forward(leaves, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]
+    return (err * err * mask).sum(1) / cnt
+
+def _train_step(mse_fn, names, P, m, v, anchor, rows, mask, cnt, Kt, step, step_t, cfg):
     "One local step of the first `Kt` clients on group rows `rows` `(Kt, width)`; returns their batch MSE `(Kt,)`."
     leaves = {n: P[n][:Kt].detach().requires_grad_(True) for n in names}
-    err = forward(leaves, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]
-    mse = (err * err * mask).sum(1) / cnt
+    mse = mse_fn(leaves, rows, mask, cnt)
     loss = mse.sum()
     if anchor is not None and cfg.mu > 0:
         loss = loss + cfg.mu / 2 * sum(((leaves[n] - (anchor[n][:Kt] if anchor[n].shape[0] > 1 else anchor[n])) ** 2).sum()
@@ -162,8 +166,19 @@ def _train_step(forward, names, P, m, v, anchor, features, U, I, Y, LU, LI, rows
                   step, cfg.lr, step_tensor=step_t)
     return mse.detach()
 
+_COMPILED = {}
+def _compiled_mse(model):
+    "`_group_mse` for `model` through `torch.compile` (fused kernels), made once per model; None where it is switched off."
+    import os
+    if os.environ.get("FEDREC_COMPILE", "1") == "0" or not hasattr(torch, "compile"): return None
+    entry = _COMPILED.get(id(model))
+    if entry is None or entry[0] is not model:
+        forward = _stacked_forward(model)
+        entry = _COMPILED[id(model)] = (model, torch.compile(lambda *a: _group_mse(forward, *a), dynamic=False))
+    return entry[1]
+
 class _GraphedStep:
-    "`_train_step` for full steps (every client of the group, full batches) captured once as a CUDA graph, then replayed."
+    "A full step (every client of the group, full batches) captured once as a CUDA graph, then replayed."
     def __init__(self, step_fn, K, width, device):
         self.rows = torch.zeros(K, width, dtype=torch.long, device=device)  # static inputs, refilled before each replay
         self.step = torch.ones((), device=device)
@@ -201,12 +216,14 @@ def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (
     mask_all = (torch.arange(W, device=pos.device) < cnt_dev[..., None]).float()  # (T, K, width)
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
     full = (cnt_cpu == W).all(1).tolist()  # steps where every client of the group has a full batch
-    step = lambda rows, mask, c, Kt, t, st: _train_step(forward, names, P, m, v, anchor, features, U, I, Y, LU, LI,
-                                                        rows, mask, c, Kt, t, st, cfg)
+    eager_mse = lambda leaves, rows, mask, c: _group_mse(forward, leaves, rows, mask, c, features, U, I, Y, LU, LI)
+    step = lambda mse_fn, rows, mask, c, Kt, t, st: _train_step(mse_fn, names, P, m, v, anchor, rows, mask, c, Kt, t, st, cfg)
     graphed = None
     if _use_cuda_graph(pos.device, K, W, sum(full)):
         ones, cW = torch.ones(K, W, device=pos.device), torch.full((K,), float(W), device=pos.device)
-        graphed = _GraphedStep(lambda rows, st: step(rows, ones, cW, K, 2, st), K, W, pos.device)
+        fused = _compiled_mse(model)
+        fused_mse = (lambda leaves, rows, mask, c: fused(leaves, rows, mask, c, features, U, I, Y, LU, LI)) if fused else eager_mse
+        graphed = _GraphedStep(lambda rows, st: step(fused_mse, rows, ones, cW, K, 2, st), K, W, pos.device)
     warm, Kt = 0, K
     for t in range(T):
         while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1
@@ -219,11 +236,16 @@ def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (
                 losses[t] = graphed(pos[t], step_no[t]); continue
             if graphed is not None:
                 s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s): losses[t] = step(pos[t], mask_all[t], cnt_dev[t], K, t + 1, step_no[t])
+                with torch.cuda.stream(s):
+                    try: losses[t] = graphed.step_fn(pos[t], step_no[t])
+                    except Exception as e:  # torch.compile unavailable here (no Triton, no compiler): plain kernels
+                        import warnings; warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); graphs of eager kernels")
+                        graphed.step_fn = lambda rows, st: step(eager_mse, rows, ones, cW, K, 2, st)
+                        losses[t] = graphed.step_fn(pos[t], step_no[t])
                 torch.cuda.current_stream().wait_stream(s); warm += 1
                 continue
         width = int(cnt_cpu[t, :Kt].max())
-        losses[t, :Kt] = step(pos[t, :Kt, :width], mask_all[t, :Kt, :width], cnt_dev[t, :Kt], Kt, t + 1, step_no[t])
+        losses[t, :Kt] = step(eager_mse, pos[t, :Kt, :width], mask_all[t, :Kt, :width], cnt_dev[t, :Kt], Kt, t + 1, step_no[t])
     return losses
 
 # %% ../nbs/06c_vectorized.ipynb #14a561d0
