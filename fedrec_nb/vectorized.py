@@ -168,9 +168,9 @@ def _train_step(mse_fn, names, P, m, v, anchor, rows, mask, cnt, Kt, step, step_
 
 _COMPILED = {}
 def _compiled_mse(model):
-    "`_group_mse` for `model` through `torch.compile` (fused kernels), made once per model; None where it is switched off."
+    "`_group_mse` for `model` through `torch.compile` (fused kernels), made once per model; None unless `FEDREC_COMPILE=1`."
     import os
-    if os.environ.get("FEDREC_COMPILE", "1") == "0" or not hasattr(torch, "compile"): return None
+    if os.environ.get("FEDREC_COMPILE", "0") != "1" or not hasattr(torch, "compile"): return None
     entry = _COMPILED.get(id(model))
     if entry is None or entry[0] is not model:
         forward = _stacked_forward(model)
