@@ -102,6 +102,8 @@ bench iid1m     iid   --dataset synthetic-ml-1m --model hybrid --rounds $BR --se
 bench iid1m_exp iid   --dataset synthetic-ml-1m --model expanded --rounds $BR --seq-clients 1
 bench users100k users --dataset ml-100k --model hybrid --rounds $BR --seq-clients $SEQ
 bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
+say "bench_cuda_graphs.py: 10 IID clients, eager / CUDA graphs / graphs + torch.compile"
+timeout 240 $PY benchmarks/bench_cuda_graphs.py --model hybrid --rounds $BR 2>&1 | grep -v "warn" | tee "$OUTDIR/bench_cuda_graphs.txt" || say "bench_cuda_graphs failed or timed out"
 
 # --- 3. the figures
 $PY scripts/gpu_check.py "$OUTDIR"
