@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import RatingsData, cold_start_users
+from .data import RatingsData, cold_start_users, index_of
 from .metrics import rating_metrics
 
 # %% auto #0
@@ -46,13 +46,6 @@ class Recommender:
 
     def __repr__(self): return f"{type(self).__name__}()"
 
-def _index(ids, known):
-    "Positions of `ids` in the sorted array `known`, -1 where absent."
-    ids = np.asarray(ids)
-    if len(known) == 0: return np.full(ids.shape, -1)
-    pos = np.searchsorted(known, ids).clip(0, len(known) - 1)
-    return np.where(known[pos] == ids, pos, -1)
-
 # %% ../nbs/03_baselines.ipynb #c94708ba
 class GlobalMean(Recommender):
     "Predicts the training mean for every pair."
@@ -89,12 +82,12 @@ class BiasModel(Recommender):
 
     def user_bias(self, user_ids):
         "Learned bias of each raw user id; 0 for users not seen in training."
-        p = _index(user_ids, self.users)
+        p = index_of(self.users, user_ids)
         return np.where(p >= 0, self.bu[p], 0.0)
 
     def item_bias(self, item_ids):
         "Learned bias of each raw item id; 0 for items not seen in training."
-        p = _index(item_ids, self.items)
+        p = index_of(self.items, item_ids)
         return np.where(p >= 0, self.bi[p], 0.0)
 
     def _predict(self, u, i): return self.mu + self.user_bias(u) + self.item_bias(i)

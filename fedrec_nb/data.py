@@ -28,7 +28,8 @@ __all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'D
            'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download', 'read_recbole_ml100k',
            'DataFormatError', 'read_table', 'age_group', 'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings',
            'validate_ratings', 'load_movielens', 'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens',
-           'load_dataset', 'split_ratings', 'cold_start_users', 'Features', 'encode_features', 'encode_ratings']
+           'load_dataset', 'split_ratings', 'cold_start_users', 'Features', 'index_of', 'encode_features',
+           'encode_ratings']
 
 # %% ../nbs/01_data.ipynb #65ab8a2a
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
@@ -649,13 +650,18 @@ class Features:
             b.update(occupation=self.occupation[u], age=self.age[u], gender=self.gender[u])
         return b
 
-def _lookup(known, ids, missing, what):
+def index_of(known, ids, missing=-1):
+    "Positions of `ids` in the sorted array `known`; `missing` where an id is absent."
     ids = np.asarray(ids)
-    pos = np.searchsorted(known, ids).clip(0, max(len(known) - 1, 0))
-    ok = known[pos] == ids if len(known) else np.zeros(len(ids), bool)
-    if missing is None and not ok.all():
-        raise KeyError(f"unknown {what}s: {np.unique(ids[~ok])[:5].tolist()}")
-    return np.where(ok, pos, missing).astype(np.int64)
+    if len(known) == 0: return np.full(ids.shape, missing, dtype=np.int64)
+    pos = np.searchsorted(known, ids).clip(0, len(known) - 1)
+    return np.where(known[pos] == ids, pos, missing).astype(np.int64)
+
+def _lookup(known, ids, missing, what):
+    pos = index_of(known, ids)
+    if missing is None and (pos < 0).any():
+        raise KeyError(f"unknown {what}s: {np.unique(np.asarray(ids)[pos < 0])[:5].tolist()}")
+    return pos if missing is None else np.where(pos >= 0, pos, missing)
 
 def encode_features(data: RatingsData) -> Features:
     "Encode genres (multi-hot), occupation (one-hot), age group and gender of `data` once, as tensors."

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import Features
+from .data import Features, encode_ratings
 from .models import MODELS, build_model
 
 # %% auto #0
@@ -441,8 +441,8 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
     dev = _as_device(device)
     feats = exp.features.to(dev)
-    u, i, y = (t.clone() for t in _encode(exp.train, exp.features))
-    tu, ti, ty = (t.clone() for t in _encode(exp.test, exp.features))
+    u, i, y = (t.clone() for t in encode_ratings(exp.train, exp.features))
+    tu, ti, ty = (t.clone() for t in encode_ratings(exp.test, exp.features))
     scale = exp.data.rating_scale
     # partition and clients
     parts = make_partition(partition, exp.train, exp.data, num_clients, alpha, seed, demographic_key, dirichlet_key)
@@ -513,10 +513,6 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     atomic_write(out / "clients.csv", lambda p: pd.DataFrame(client_rows).to_csv(p, index=False))
     if plots: plot_federated(results, out)
     return dict(results, recommender=rec, experiment=exp)
-
-def _encode(df, features):
-    from fedrec_nb.data import encode_ratings
-    return encode_ratings(df, features)
 
 # %% ../nbs/06_federated.ipynb #2f7ef4f3
 class FederatedRecommender(Recommender):

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .data import index_of
 from .experiment import ParameterError, check_choice, check_number
 
 # %% auto #0
@@ -169,16 +170,9 @@ def rated_ranking(user_ids, item_ids, ratings, predictions, # one entry per held
     return users, hits, rel.sum(1)
 
 # %% ../nbs/05_ranking_metrics.ipynb #2e773d04
-def _positions(known, ids):
-    "Index of each of `ids` in the sorted array `known`, -1 where absent."
-    ids = np.asarray(ids)
-    if len(known) == 0: return np.full(len(ids), -1)
-    pos = np.searchsorted(known, ids).clip(0, len(known) - 1)
-    return np.where(known[pos] == ids, pos, -1)
-
 def _rows_by_user(users, user_ids, cols):
     "For rows whose user is in the sorted `users`: (user index, column), sorted by user index, and the start of each user's rows."
-    ui = _positions(users, user_ids); keep = (ui >= 0) & (cols >= 0)
+    ui = index_of(users, user_ids); keep = (ui >= 0) & (cols >= 0)
     ui, cols = ui[keep], cols[keep]
     o = np.argsort(ui, kind="stable")
     return ui[o], cols[o], np.searchsorted(ui[o], np.arange(len(users) + 1))
@@ -206,7 +200,7 @@ def full_ranking(model, train, test, items, k=10, threshold=None, seed=0, block_
     n_items = len(items)
     perm = np.random.default_rng(seed).permutation(n_items)       # column j holds items[perm[j]]
     inv = np.empty(n_items, np.int64); inv[perm] = np.arange(n_items)
-    col = lambda ids: np.where((p := _positions(items, ids)) >= 0, inv[np.maximum(p, 0)], -1)
+    col = lambda ids: np.where((p := index_of(items, ids)) >= 0, inv[np.maximum(p, 0)], -1)
     test_cols = col(rel_test.item_id.to_numpy())
     if (test_cols < 0).any():
         raise ValueError(f"test item(s) {np.unique(rel_test.item_id.to_numpy()[test_cols < 0])[:5].tolist()} are not in `items`")
@@ -230,13 +224,13 @@ def full_ranking(model, train, test, items, k=10, threshold=None, seed=0, block_
 def sampled_ranking(model, train, test, items, k=10, threshold=None, n_negatives=99, seed=0, block_size=None):
     "Top-k of each held-out item among `n_negatives` items its user never rated: `(case_users, hits)`; one relevant item per case."
     cases = test if threshold is None else test[test.rating.to_numpy() >= threshold]
-    cu, ci = cases.user_id.to_numpy(), _positions(items, cases.item_id.to_numpy())
+    cu, ci = cases.user_id.to_numpy(), index_of(items, cases.item_id.to_numpy())
     if (ci < 0).any(): raise ValueError(f"test item(s) {np.unique(cases.item_id.to_numpy()[ci < 0])[:5].tolist()} are not in `items`")
     o = np.argsort(cu, kind="stable"); cu, ci = cu[o], ci[o]
     users = np.unique(cu)
     both = pd.concat([train[["user_id", "item_id"]], test[["user_id", "item_id"]]])
-    seen = _rows_by_user(users, both.user_id.to_numpy(), _positions(items, both.item_id.to_numpy()))
-    case_user = _positions(users, cu)
+    seen = _rows_by_user(users, both.user_id.to_numpy(), index_of(items, both.item_id.to_numpy()))
+    case_user = index_of(users, cu)
     rng = np.random.default_rng(seed)
     n_items = len(items); nn = min(n_negatives, n_items - 1)
     bs = block_size or _block_size(n_items)

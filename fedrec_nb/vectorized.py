@@ -14,7 +14,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .data import Features
-from .federated import ClientData, LocalConfig, PrivateState, RoundUpdate, client_generator
+from .federated import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'adam_step',
@@ -249,10 +249,6 @@ def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (
     return losses
 
 # %% ../nbs/06c_vectorized.ipynb #14a561d0
-def _as_device(device):
-    if device in (None, "auto"): return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 def _bcast(t, dims):
     "`t` (K,) or (K, R) reshaped to broadcast against a tensor of `dims` dimensions."
     return t.reshape(*t.shape, *[1] * (dims - t.dim()))
