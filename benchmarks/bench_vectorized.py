@@ -3,6 +3,7 @@
 relative difference of their deltas and the peak memory.
 
     python benchmarks/bench_vectorized.py users                      # 943 one-user clients of ML-100K
+    python benchmarks/bench_vectorized.py users --preset per-user    # the same with figure 4's per-user configuration
     python benchmarks/bench_vectorized.py iid                        # the seed's 10 IID clients of ML-100K
     python benchmarks/bench_vectorized.py users --dataset synthetic-ml-1m --seq-clients 600   # 6,040 one-user clients
     python benchmarks/bench_vectorized.py iid --dataset synthetic-ml-1m --device cuda --no-seq
@@ -11,7 +12,10 @@ Protocol: the seed's 90/10 random split (seed 42), `partition` 'user' (one clien
 one round of `--epochs` local epochs with Adam(`--lr`), batches of `--batch-size`, weighted FedAvg weights. Each path
 first runs once on a few clients (warm-up: allocator, vmap set-up), then is timed on all of them. `--seq-clients N`
 times the sequential path on the first N clients only and scales its time to all clients by their share of rows
-(printed as 'scaled'), for federations where the full sequential round takes minutes.
+(printed as 'scaled'), for federations where the full sequential round takes minutes. `--private` keeps the user rows
+on their clients (`PrivateState`, a fresh one for each path). `--preset per-user` takes the model, width, batch size and
+learning rate of 06_federated's per-user figure (`PER_USER` in benchmarks/federated_figures.py: mf, 8 factors, batch 32,
+lr 0.02, private user embeddings) with one local epoch; options given on the command line win over the preset.
 """
 from __future__ import annotations
 
@@ -42,8 +46,19 @@ def parse(argv=None):
     p.add_argument("--seq-clients", type=int, default=None, help="time the sequential path on this many clients and scale")
     p.add_argument("--plain", action="store_true",
                    help="also time the textbook loop: a full copy of the model per client, Adam over all its parameters")
+    p.add_argument("--private", action="store_true", help="private user embeddings (rows stay on their client)")
+    p.add_argument("--preset", choices=["per-user"], default=None,
+                   help="per-user: the configuration of 06_federated's per-user figure, one local epoch")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.preset == "per-user":
+        from federated_figures import PER_USER
+        given = {x.split("=")[0].lstrip("-").replace("-", "_") for x in (argv if argv is not None else sys.argv[1:])
+                 if x.startswith("--")}
+        for k in ("model", "embedding_dim", "batch_size", "lr"):
+            if k not in given: setattr(a, k, PER_USER[k])
+        if "private" not in given: a.private = PER_USER["private_user_embeddings"]
+    return a
 
 
 def plain_loop(net, gp, clients, weights, features, cfg, seed, round_idx, device):
@@ -78,7 +93,7 @@ def main(argv=None):
     from fedrec_nb.data import load_dataset, split_ratings, encode_features, encode_ratings
     from fedrec_nb.models import build_model
     from fedrec_nb.partitions import partition
-    from fedrec_nb.federated import build_clients, local_train_sequential, FedAvg, LocalConfig
+    from fedrec_nb.federated import build_clients, local_train_sequential, FedAvg, LocalConfig, PrivateState
     from fedrec_nb.vectorized import local_train_vectorized, relative_difference, peak_memory
 
     dev = torch.device(a.device)
@@ -105,31 +120,41 @@ def main(argv=None):
     samples = rows * a.epochs
     print(f"{a.dataset}, {len(clients):,} {'one-user' if a.setting == 'users' else 'IID'} clients, {rows:,} training rows, "
           f"model {a.model} (dim {dim}), {a.epochs} local epoch(s), batch {a.batch_size}, lr {a.lr}, mu {a.mu}, "
+          f"{'private' if a.private else 'shared'} user rows, "
           f"device {dev}{' (' + torch.cuda.get_device_name(dev) + ')' if dev.type == 'cuda' else ''}, "
           f"vectorized path on {a.threads or torch.get_num_threads()} thread(s) (sequential: its own choice); set-up {time.perf_counter() - t0:.1f} s")
 
     def sync():
         if dev.type == "cuda": torch.cuda.synchronize(dev)
 
-    def timed(fn, cl, ww):
-        sync(); t = time.perf_counter(); out = fn(cl, ww); sync()
-        return out, time.perf_counter() - t
+    def held_rows(cl):
+        "With --private: a PrivateState in which every client already holds its rows (a round after its first); else None."
+        if not a.private: return None
+        ps = PrivateState(net.user_params, gp)
+        for c in cl: ps.get(c)
+        return ps
 
-    def vec(cl, ww, r=0):
-        return local_train_vectorized(net, gp, cl, ww, featsd, cfg, 42, r, device=dev, max_clients=a.max_clients,
-                                      num_threads=a.threads or None)
-    def seq(cl, ww, r=0): return local_train_sequential(net, gp, cl, ww, featsd, cfg, 42, r, device=dev)
+    def timed(fn, cl, ww):
+        ps = held_rows(cl)  # prepared outside the timing, as the state a run carries from round to round
+        sync(); t = time.perf_counter(); out = fn(cl, ww, private=ps); sync()
+        return out, time.perf_counter() - t, ps
+
+    def vec(cl, ww, r=0, private=None):
+        return local_train_vectorized(net, gp, cl, ww, featsd, cfg, 42, r, private=private, device=dev,
+                                      max_clients=a.max_clients, num_threads=a.threads or None)
+    def seq(cl, ww, r=0, private=None):
+        return local_train_sequential(net, gp, cl, ww, featsd, cfg, 42, r, private=private, device=dev)
 
     warm = clients[:: max(1, len(clients) // 8)][:8]
     ww = FedAvg().client_weights([c.n_train for c in warm])
-    vec(warm, ww)
+    vec(warm, ww, private=held_rows(warm))
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
     vt = []
     for r in range(a.rounds):
-        upd_v, t = timed(lambda cl, ww: vec(cl, ww, 0), clients, w); vt.append(t)
+        upd_v, t, held_v = timed(vec, clients, w); vt.append(t)
     t_vec = float(np.mean(vt))
     mem = peak_memory(dev)
-    res = dict(setting=a.setting, dataset=a.dataset, clients=len(clients), rows=rows, samples=samples, model=a.model,
+    res = dict(setting=a.setting, preset=a.preset, private=a.private, dataset=a.dataset, clients=len(clients), rows=rows, samples=samples, model=a.model,
                embedding_dim=dim, epochs=a.epochs, batch_size=a.batch_size, mu=a.mu, device=str(dev),
                vectorized_s=t_vec, vectorized_samples_per_s=samples / t_vec, peak_memory_bytes=mem,
                peak_memory_kind="torch.cuda.max_memory_allocated" if dev.type == "cuda" else "peak RSS of the process")
@@ -137,8 +162,8 @@ def main(argv=None):
           f"peak memory {mem / 2**30:.2f} GiB ({res['peak_memory_kind']})")
     if not a.no_seq:
         sub = clients if a.seq_clients is None else clients[: a.seq_clients]
-        seq(sub[:2], FedAvg().client_weights([c.n_train for c in sub[:2]]))
-        upd_s, t_seq = timed(seq, sub, w[: len(sub)] if a.seq_clients else w)
+        seq(sub[:2], FedAvg().client_weights([c.n_train for c in sub[:2]]), private=held_rows(sub[:2]))
+        upd_s, t_seq, held_s = timed(seq, sub, w[: len(sub)] if a.seq_clients else w)
         share = sum(c.n_train for c in sub) / rows
         t_seq_all = t_seq / share
         how = "" if a.seq_clients is None else f" (timed on {len(sub):,} clients, {share:.1%} of the rows: {t_seq:.2f} s, scaled)"
@@ -152,7 +177,14 @@ def main(argv=None):
             rp = max(relative_difference(new(upd_s.delta), new(upd_v.delta)).values())
             print(f"largest relative difference, per parameter: of the deltas {rd:.1e}, of the new global parameters {rp:.1e}")
             res.update(max_relative_difference_delta=rd, max_relative_difference_params=rp)
-    if a.plain:
+            if a.private:
+                held = lambda ps: {n: torch.cat([ps.rows[c.cid][n] for c in clients]) for n in ps.names}
+                rh = max(relative_difference(held(held_s), held(held_v)).values())
+                print(f"largest relative difference of the private user rows the clients keep: {rh:.1e}")
+                res.update(max_relative_difference_private=rh)
+    if a.plain and a.private:
+        print("plain loop: skipped (it has no private user rows)")
+    elif a.plain:
         sub = clients if a.seq_clients is None else clients[: a.seq_clients]
         plain_loop(net, gp, sub[:2], w[:2], featsd, cfg, 42, 0, dev)
         sync(); t = time.perf_counter()

@@ -28,7 +28,7 @@ __all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'D
            'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download', 'read_recbole_ml100k',
            'DataFormatError', 'read_table', 'age_group', 'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings',
            'validate_ratings', 'load_movielens', 'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens',
-           'load_dataset', 'split_ratings', 'cold_start_users', 'Features', 'index_of', 'encode_features',
+           'load_dataset', 'split_ratings', 'cold_start_users', 'take_rows', 'Features', 'index_of', 'encode_features',
            'encode_ratings']
 
 # %% ../nbs/01_data.ipynb #65ab8a2a
@@ -608,6 +608,11 @@ def cold_start_users(train: pd.DataFrame, max_ratings=20):
     return np.sort(c.index[c <= max_ratings].to_numpy())
 
 # %% ../nbs/01_data.ipynb #ccd9eb6e
+def take_rows(table, index):
+    "`table[index]` for an index tensor of any shape, through `index_select` (about 3x faster than advanced indexing on CPU)."
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+# %% ../nbs/01_data.ipynb #cb991f49
 @dataclass
 class Features:
     "Per-user and per-item feature tensors, indexed by contiguous indices."
@@ -643,11 +648,15 @@ class Features:
         return Features(self.user_ids, self.item_ids, mv(self.genres), mv(self.occupation), mv(self.age), mv(self.gender),
                         self.genre_names, self.occupation_names, self.age_names, self.gender_names)
 
-    def batch(self, u, i):
+    def batch(self, u, i,
+              fields=None):  # the inputs to gather (a model's `inputs`); None: every one this dataset has
         "Model inputs for user indices `u` and item indices `i` (tensors): a dict of gathered rows."
-        b = dict(user=u, item=i, genres=self.genres[i])
+        b = dict(user=u, item=i)
+        want = (lambda f: True) if fields is None else (lambda f: f in fields)
+        if want("genres"): b["genres"] = take_rows(self.genres, i)
         if self.has_demographics:
-            b.update(occupation=self.occupation[u], age=self.age[u], gender=self.gender[u])
+            for f, t in (("occupation", self.occupation), ("age", self.age), ("gender", self.gender)):
+                if want(f): b[f] = take_rows(t, u)
         return b
 
 def index_of(known, ids, missing=-1):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Features, encode_ratings
-from .models import MODELS, build_model
+from .models import MODELS, build_model, model_inputs
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'DEVICES', 'ENGINES', 'RESUMABLE', 'ClientData', 'LocalConfig', 'client_generator',
@@ -40,9 +40,9 @@ class ClientData:
     test_ratings: torch.Tensor = field(default_factory=lambda: _empty(torch.float32))  # held-out ratings
 
     @property
-    def n_train(self): return len(self.ratings)
+    def n_train(self): return self.ratings.shape[0]
     @property
-    def n_test(self): return len(self.test_ratings)
+    def n_test(self): return self.test_ratings.shape[0]
     def __repr__(self): return f"ClientData(cid={self.cid}, {self.n_train:,} train / {self.n_test:,} test rows)"
 
 @dataclass
@@ -106,7 +106,8 @@ def _as_device(device):
 @torch.no_grad()
 def predict_rows(model, features: Features, users, items, batch_size=65_536) -> torch.Tensor:
     "Predictions of `model` for index tensors `users`, `items`, in chunks (no gradient)."
-    out = [model(features.batch(users[s:s + batch_size], items[s:s + batch_size])) for s in range(0, len(users), batch_size)]
+    f = model_inputs(model)
+    out = [model(features.batch(users[s:s + batch_size], items[s:s + batch_size], f)) for s in range(0, len(users), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
 def _client_view(model, glob: dict, c: ClientData, private, device):
@@ -123,9 +124,9 @@ def _client_view(model, glob: dict, c: ClientData, private, device):
     local_i = torch.searchsorted(items, c.items).to(device)
     return params, users.to(device), items.to(device), local_u, local_i
 
-def _local_batch(features, u, i, lu, li, idx):
-    "Model inputs for rows `idx`: features gathered by global index, embeddings looked up by local index."
-    b = features.batch(u[idx], i[idx])
+def _local_batch(features, u, i, lu, li, idx, fields=None):
+    "Model inputs for rows `idx` (the `fields` a model reads): features gathered by global index, embeddings looked up by local index."
+    b = features.batch(u[idx], i[idx], fields)
     b["user"], b["item"] = lu[idx], li[idx]
     return b
 
@@ -146,6 +147,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
     glob = {n: global_params[n].to(device) for n, _ in model.named_parameters()}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
     call = lambda params, b: torch.func.functional_call(model, params, (b,))
+    fields = model_inputs(model)
     stats = []
     for k, c in enumerate(clients):
         if c.n_train == 0:  # nothing to train on: no update, no figures (as the vectorized path)
@@ -161,7 +163,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
             losses = []
             for s in range(0, c.n_train, cfg.batch_size):
                 idx = order[s:s + cfg.batch_size]
-                mse = F.mse_loss(call(params, _local_batch(features, u, i, lu, li, idx)), y[idx])
+                mse = F.mse_loss(call(params, _local_batch(features, u, i, lu, li, idx, fields)), y[idx])
                 loss = mse
                 if anchor is not None:
                     loss = loss + cfg.mu / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in params.items())
@@ -177,7 +179,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
                 elif n in model.item_params: delta[n].index_add_(0, items, w * step)
                 else: delta[n] += w * step
             if private is not None: private.put(c.cid, {n: params[n] for n in private_names})
-            err = torch.cat([call(params, _local_batch(features, u, i, lu, li, torch.arange(s, min(s + 65_536, c.n_train), device=device)))
+            err = torch.cat([call(params, _local_batch(features, u, i, lu, li, torch.arange(s, min(s + 65_536, c.n_train), device=device), fields))
                              for s in range(0, c.n_train, 65_536)]) - y
             stats.append(dict(cid=c.cid, n_train=c.n_train,
                               train_loss=float(torch.stack(losses).mean()) if losses else float("nan"),
@@ -369,13 +371,13 @@ def _set_rng_states(s): torch.set_rng_state(s["torch"]); np.random.set_state(s["
 def _train_epochs(net, opt, features, u, i, y, epochs, batch_size, g, anchor=None, mu=0.0) -> list:
     "Mini-batch passes over (u, i, y) in the orders `g` draws; returns the mean squared error of each pass."
     params = dict(net.named_parameters()) if anchor is not None else None
-    out = []
+    fields, out = model_inputs(net), []
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=g).to(y.device)
         losses = []
         for s in range(0, len(y), batch_size):
             idx = order[s:s + batch_size]
-            mse = F.mse_loss(net(features.batch(u[idx], i[idx])), y[idx])
+            mse = F.mse_loss(net(features.batch(u[idx], i[idx], fields)), y[idx])
             loss = mse if anchor is None else mse + mu / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in params.items())
             opt.zero_grad(set_to_none=False); loss.backward(); opt.step()
             losses.append(mse.detach())

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .data import Features
 
 # %% auto #0
-__all__ = ['MODELS', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF', 'build_model', 'row_params']
+__all__ = ['MODELS', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF', 'build_model', 'row_params', 'model_inputs']
 
 # %% ../nbs/06a_models.ipynb #74caf1cb
 class ExpandedRecommender(nn.Module):
@@ -98,6 +98,7 @@ class BiasedMF(nn.Module):
     "Biased matrix factorization, $\\mu + b_u + b_i + p_u \\cdot q_i$, bounded to the rating scale."
     user_params = ("user_embedding.weight", "user_bias.weight")
     item_params = ("item_embedding.weight", "item_bias.weight")
+    inputs = ("user", "item")  # no side features
 
     def __init__(self, features: Features, # the dataset's feature tensors (only the numbers of users and items are used)
                  embedding_dim=50,          # number of latent factors
@@ -131,3 +132,7 @@ def build_model(name: str,                 # one of `MODELS`
 def row_params(model: nn.Module) -> dict:
     "Which parameters are indexed by user or item: `{name: 'user'|'item'}`; the rest are dense and shared."
     return {**{n: "user" for n in model.user_params}, **{n: "item" for n in model.item_params}}
+
+def model_inputs(model: nn.Module):
+    "The batch inputs `model` reads (`Features.batch(..., fields=)`), or None for every input."
+    return getattr(model, "inputs", None)

@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from .data import Features
+from .data import Features, take_rows
 from .federated import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
+from .models import model_inputs
 
 # %% auto #0
-__all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'adam_step',
-           'train_group', 'local_train_vectorized', 'relative_difference', 'peak_memory']
+__all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
+           'adam_step', 'chunk_clients', 'default_slack', 'train_group', 'default_max_clients',
+           'local_train_vectorized', 'relative_difference', 'peak_memory']
 
 # %% ../nbs/06c_vectorized.ipynb #48b8c990
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -99,17 +101,19 @@ def local_rows(owner: torch.Tensor,  # (N,) client slot (0..K-1) of each trainin
                n_rows: int,          # size of the full table
                K: int,               # number of clients in the group
               ):
-    "`(local, rows, valid)`: each row's position in its client's sub-table; `(K, R)` table rows (sorted) and their mask."
+    "`(local, rows, slot, bounds)`: each row's position in the flat table; its rows' global indices and clients; client `k`'s rows are `bounds[k]:bounds[k+1]`."
     uniq, inv = torch.unique(owner * n_rows + index, return_inverse=True)
     slot = uniq // n_rows
-    counts = torch.bincount(slot, minlength=K)
-    first = torch.cumsum(counts, 0) - counts
-    at = torch.arange(len(uniq), device=uniq.device) - first[slot]
-    R = int(counts.max()) if K else 0
-    rows = torch.zeros(K, R, dtype=torch.long, device=index.device)
-    valid = torch.zeros(K, R, dtype=torch.bool, device=index.device)
-    rows[slot, at], valid[slot, at] = uniq % n_rows, True
-    return inv - first[owner], rows, valid
+    bounds = [0] + torch.cumsum(torch.bincount(slot, minlength=K), 0).tolist()
+    return inv, uniq % n_rows, slot, bounds
+
+# %% ../nbs/06c_vectorized.ipynb #bae02aa4
+def client_slices(P: dict,       # name -> stacked tensor: dense (K, ...) or flat row table
+                  kinds: dict,   # name -> 'user', 'item' or None (dense)
+                  bounds: dict,  # 'user'/'item' -> (K+1,) list: client k's flat rows are bounds[k]:bounds[k+1]
+                  a: int, b: int) -> dict:
+    "Clients `a..b-1`'s part of every tensor in `P` (views, no copies)."
+    return {n: t[a:b] if kinds[n] is None else t[bounds[kinds[n]][a]:bounds[kinds[n]][b]] for n, t in P.items()}
 
 # %% ../nbs/06c_vectorized.ipynb #88941faa
 def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, # tensors, updated in place
@@ -137,34 +141,63 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, # te
     torch._foreach_addcdiv_(params, exp_avgs, denom, -lr / (1 - b1 ** step))
 
 # %% ../nbs/06c_vectorized.ipynb #1772f5fd
-def _stacked_forward(model):
-    "`f(params, batch) -> (K, B)`: the model applied to each client's parameters and batch."
-    return vmap(lambda p, b: functional_call(model, p, (b,)))
+def chunk_clients(sizes,             # rows of each client in order (batch sizes, or training rows)
+                  max_rows=262_144,  # at most this many padded rows per run
+                  fill=0.75,         # a client at least `fill` x the run's width may always join it
+                  slack=0,           # a smaller one too, while the run's padding stays within `slack` rows
+                 ) -> list:
+    "`(start, stop, width)` runs of consecutive clients, none larger than the run's first, padded to its width."
+    s = [int(x) for x in sizes]
+    out, a = [], 0
+    while a < len(s):
+        width, b, waste = max(s[a], 1), a + 1, 0
+        while b < len(s) and s[b] <= width and (b + 1 - a) * width <= max_rows:
+            if s[b] < fill * width and waste + width - s[b] > slack: break
+            waste += width - s[b]; b += 1
+        out.append((a, b, width)); a = b
+    return out
 
-def _group_batch(features, U, I, LU, LI, rows):
-    "Model inputs for group rows `rows` (any shape): side features by global index, embeddings by local index."
-    b = features.batch(U[rows], I[rows])
-    b["user"], b["item"] = LU[rows], LI[rows]
+def default_slack(model) -> int:
+    "Padded rows that cost about as much as one more run (about 1 ms of work): many for `mf`, few for a wide MLP."
+    rows = set(model.user_params) | set(model.item_params)
+    dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
+    width = sum(p[0].numel() for n, p in model.named_parameters() if n in rows)
+    return int(20_000_000 // (6 * dense + 40 * width))
+
+# %% ../nbs/06c_vectorized.ipynb #21bc0414
+def _stacked_forward(model):
+    "`f(params, batch) -> (K, B)`: the model on each client's dense parameters and batch; row tables shared (flat)."
+    rows = set(model.user_params) | set(model.item_params)
+    dims = {n: None if n in rows else 0 for n, _ in model.named_parameters()}
+    return vmap(lambda p, b: functional_call(model, p, (b,)), in_dims=(dims, 0))
+
+def _group_batch(features, U, I, LU, LI, rows, fields=None, u0=0, i0=0):
+    "Model inputs for group rows `rows` (any shape): side features by global index, embeddings by flat index less `u0`/`i0`."
+    b = features.batch(take_rows(U, rows), take_rows(I, rows), fields)
+    b["user"], b["item"] = take_rows(LU, rows) - u0, take_rows(LI, rows) - i0
     return b
 
-def _group_mse(forward, leaves, rows, mask, cnt, features, U, I, Y, LU, LI):
+def _group_mse(forward, leaves, rows, mask, cnt, features, U, I, Y, LU, LI, fields=None, u0=0, i0=0):
     "Each client's mean squared error on its batch: `rows` `(Kt, width)` group rows, `mask` marks the real ones."
-    err = forward(leaves, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]
+    err = forward(leaves, _group_batch(features, U, I, LU, LI, rows, fields, u0, i0)) - take_rows(Y, rows)
     return (err * err * mask).sum(1) / cnt
 
-def _train_step(mse_fn, names, P, m, v, anchor, rows, mask, cnt, Kt, step, step_t, cfg):
-    "One local step of the first `Kt` clients on group rows `rows` `(Kt, width)`; returns their batch MSE `(Kt,)`."
-    leaves = {n: P[n][:Kt].detach().requires_grad_(True) for n in names}
-    mse = mse_fn(leaves, rows, mask, cnt)
-    loss = mse.sum()
-    if anchor is not None and cfg.mu > 0:
-        loss = loss + cfg.mu / 2 * sum(((leaves[n] - (anchor[n][:Kt] if anchor[n].shape[0] > 1 else anchor[n])) ** 2).sum()
-                                       for n in names)
-    grads = torch.autograd.grad(loss, [leaves[n] for n in names])
-    with torch.no_grad():
-        adam_step([P[n][:Kt] for n in names], list(grads), [m[n][:Kt] for n in names], [v[n][:Kt] for n in names],
-                  step, cfg.lr, step_tensor=step_t)
-    return mse.detach()
+def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks, step, step_t, cfg):
+    "One local step of the clients in `chunks` (runs `(a, b, width)`) on group rows `rows` `(K, width)`; returns their batch MSE."
+    leaves, params, ms, vs, mses, loss = [], [], [], [], [], 0.0
+    for a, b, w in chunks:
+        mine = client_slices(P, kinds, bounds, a, b)
+        lv = {n: t.detach().requires_grad_(True) for n, t in mine.items()}
+        mse = mse_fn(lv, rows[a:b, :w], mask[a:b, :w], cnt[a:b], bounds["user"][a], bounds["item"][a])
+        loss = loss + mse.sum()
+        if anchor is not None and cfg.mu > 0:
+            start = client_slices({n: anchor[n] for n in lv if kinds[n] is not None}, kinds, bounds, a, b)
+            loss = loss + cfg.mu / 2 * sum(((lv[n] - start.get(n, anchor[n])) ** 2).sum() for n in lv)
+        leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
+        ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
+    grads = torch.autograd.grad(loss, leaves)
+    with torch.no_grad(): adam_step(params, list(grads), ms, vs, step, cfg.lr, step_tensor=step_t)
+    return torch.cat(mses)
 
 _COMPILED = {}
 def _compiled_mse(model):
@@ -199,31 +232,40 @@ def _use_cuda_graph(device, K, width, n_full):
     return (device.type == "cuda" and hasattr(torch, "_fused_adam_") and os.environ.get("FEDREC_CUDA_GRAPHS", "1") != "0"
             and n_full >= 16 and K * width <= 3072)
 
-def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (row tables as sub-tables), updated in place
-                anchor: dict | None,     # name -> start of the round for FedProx: (K, ...) per client or (1, ...) shared; None: mu = 0
-                features: Features, U, I, Y, LU, LI, # the group's rows: global and local indices, ratings
+def train_group(model, P: dict,          # name -> stacked parameters: dense (K, ...), row tables flat; updated in place
+                anchor: dict | None,     # name -> start of the round for FedProx (dense: (1, ...), shared); None: mu = 0
+                features: Features, U, I, Y, LU, LI, # the group's rows: global indices, flat-table indices, ratings
                 pos, cnt, steps,         # from `batch_schedule` (on the device; `cnt`, `steps` also on CPU)
-                cfg: LocalConfig):
+                cfg: LocalConfig,
+                bounds: dict,            # 'user'/'item' -> (K+1,) list: client k's flat rows (from `local_rows`)
+                fill: float = 0.75,      # `chunk_clients`' fill
+                max_rows: int = 262_144, # `chunk_clients`' max_rows
+                slack: int = 0,          # `chunk_clients`' slack
+               ):
     "Run every client's local steps; return `(T, K)` batch losses (MSE; 0 where a client has no step)."
-    forward, names = _stacked_forward(model), list(P)
+    forward = _stacked_forward(model)
+    kinds = {n: "user" if n in model.user_params else "item" if n in model.item_params else None for n in P}
     cnt_cpu, steps_cpu = cnt.cpu(), steps.tolist()
     cnt_dev = cnt.to(pos.device, torch.float32)
     T, K = cnt_cpu.shape
     W = pos.shape[2]
-    m = {n: torch.zeros_like(P[n]) for n in names}
-    v = {n: torch.zeros_like(P[n]) for n in names}
+    m = {n: torch.zeros_like(t) for n, t in P.items()}
+    v = {n: torch.zeros_like(t) for n, t in P.items()}
     losses = torch.zeros(T, K, device=pos.device)
     mask_all = (torch.arange(W, device=pos.device) < cnt_dev[..., None]).float()  # (T, K, width)
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
     full = (cnt_cpu == W).all(1).tolist()  # steps where every client of the group has a full batch
-    eager_mse = lambda leaves, rows, mask, c: _group_mse(forward, leaves, rows, mask, c, features, U, I, Y, LU, LI)
-    step = lambda mse_fn, rows, mask, c, Kt, t, st: _train_step(mse_fn, names, P, m, v, anchor, rows, mask, c, Kt, t, st, cfg)
+    fields = model_inputs(model)
+    eager_mse = lambda lv, rows, mask, c, u0, i0: _group_mse(forward, lv, rows, mask, c, features, U, I, Y, LU, LI, fields, u0, i0)
+    step = lambda mse_fn, rows, mask, c, chunks, t, st: _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, c,
+                                                                    chunks, t, st, cfg)
     graphed = None
     if _use_cuda_graph(pos.device, K, W, sum(full)):
-        ones, cW = torch.ones(K, W, device=pos.device), torch.full((K,), float(W), device=pos.device)
+        ones, cW, whole = torch.ones(K, W, device=pos.device), torch.full((K,), float(W), device=pos.device), [(0, K, W)]
         fused = _compiled_mse(model)
-        fused_mse = (lambda leaves, rows, mask, c: fused(leaves, rows, mask, c, features, U, I, Y, LU, LI)) if fused else eager_mse
-        graphed = _GraphedStep(lambda rows, st: step(fused_mse, rows, ones, cW, K, 2, st), K, W, pos.device)
+        fused_mse = ((lambda lv, rows, mask, c, u0, i0: fused(lv, rows, mask, c, features, U, I, Y, LU, LI, fields))
+                     if fused else eager_mse)
+        graphed = _GraphedStep(lambda rows, st: step(fused_mse, rows, ones, cW, whole, 2, st), K, W, pos.device)
     warm, Kt = 0, K
     for t in range(T):
         while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1
@@ -240,33 +282,40 @@ def train_group(model, P: dict,          # name -> (K, ...) stacked parameters (
                     try: losses[t] = graphed.step_fn(pos[t], step_no[t])
                     except Exception as e:  # torch.compile unavailable here (no Triton, no compiler): plain kernels
                         import warnings; warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); graphs of eager kernels")
-                        graphed.step_fn = lambda rows, st: step(eager_mse, rows, ones, cW, K, 2, st)
+                        graphed.step_fn = lambda rows, st: step(eager_mse, rows, ones, cW, whole, 2, st)
                         losses[t] = graphed.step_fn(pos[t], step_no[t])
                 torch.cuda.current_stream().wait_stream(s); warm += 1
                 continue
-        width = int(cnt_cpu[t, :Kt].max())
-        losses[t, :Kt] = step(eager_mse, pos[t, :Kt, :width], mask_all[t, :Kt, :width], cnt_dev[t, :Kt], Kt, t + 1, step_no[t])
+        chunks = chunk_clients(cnt_cpu[t, :Kt].tolist(), max_rows, fill, slack)
+        losses[t, :Kt] = step(eager_mse, pos[t], mask_all[t], cnt_dev[t], chunks, t + 1, step_no[t])
     return losses
 
-# %% ../nbs/06c_vectorized.ipynb #14a561d0
+# %% ../nbs/06c_vectorized.ipynb #df0a69bd
 def _bcast(t, dims):
-    "`t` (K,) or (K, R) reshaped to broadcast against a tensor of `dims` dimensions."
+    "`t` (K,) reshaped to broadcast against a tensor of `dims` dimensions."
     return t.reshape(*t.shape, *[1] * (dims - t.dim()))
 
 @torch.no_grad()
-def _local_errors(model, P, features, U, I, Y, LU, LI, n, offs, max_rows=262_144):
-    "Per client (sum of |err|, sum of err^2) of the trained local models on their own training rows."
-    forward, K, width = _stacked_forward(model), len(n), int(n.max())
-    at = torch.arange(width, device=U.device)
-    abs_sum, sq_sum = torch.zeros(K, device=U.device), torch.zeros(K, device=U.device)
-    chunk = max(1, max_rows // width)
-    for a in range(0, K, chunk):
-        nn_, oo = n[a:a + chunk, None], offs[a:a + chunk, None]
-        valid = at < nn_
-        rows = torch.where(valid, at + oo, oo)
-        e = (forward({k: p[a:a + chunk] for k, p in P.items()}, _group_batch(features, U, I, LU, LI, rows)) - Y[rows]) * valid
-        abs_sum[a:a + chunk], sq_sum[a:a + chunk] = e.abs().sum(1), (e * e).sum(1)
+def _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, fill=0.75, max_rows=262_144, slack=0):
+    "Per client (sum of |err|, sum of err^2) of the trained local models on their own training rows (`n`, `offs` on the CPU)."
+    forward, K, dev, fields = _stacked_forward(model), len(n), U.device, model_inputs(model)
+    abs_sum, sq_sum = torch.zeros(K, device=dev), torch.zeros(K, device=dev)
+    nd, od = n.to(dev), offs.to(dev)
+    for a, b, width in chunk_clients(n.tolist(), max_rows, fill, slack):
+        at = torch.arange(width, device=dev)
+        valid = at < nd[a:b, None]
+        rows = torch.where(valid, at + od[a:b, None], od[a:b, None])
+        batch = _group_batch(features, U, I, LU, LI, rows, fields, bounds["user"][a], bounds["item"][a])
+        e = (forward(client_slices(P, kinds, bounds, a, b), batch) - take_rows(Y, rows)) * valid
+        abs_sum[a:b], sq_sum[a:b] = e.abs().sum(1), (e * e).sum(1)
     return abs_sum, sq_sum
+
+def default_max_clients(model, device="cpu") -> int:
+    "Clients per group: as many as fit 16M dense floats (64M on CUDA), between 16 and 1,024."
+    rows = set(model.user_params) | set(model.item_params)
+    dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
+    budget = 64_000_000 if _as_device(device).type == "cuda" else 16_000_000
+    return int(min(1024, max(16, budget // max(dense, 1))))
 
 def local_train_vectorized(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
                            global_params: dict,     # name -> tensor: the global model at the start of the round
@@ -278,7 +327,7 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                            round_idx: int,          # round number, 0-based
                            private: PrivateState | None = None,  # private user rows; None: user params are shared
                            device="cpu",            # 'cpu', 'cuda', 'auto'
-                           max_clients: int | None = None,  # clients per group (default 128 on CPU, 1024 on CUDA)
+                           max_clients: int | None = None,  # clients per group (default: `default_max_clients`)
                            max_rows: int | None = None,     # training rows per group (default 200,000 on CPU, 2,000,000 on CUDA)
                            num_threads: int | None = None,  # CPU threads for this call (None: torch's current setting)
                           ) -> RoundUpdate:
@@ -294,65 +343,65 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows):
     gpu = device.type == "cuda"
-    max_clients = max_clients or (1024 if gpu else 128)
+    max_clients = max_clients or default_max_clients(model, device)
     max_rows = max_rows or (2_000_000 if gpu else 200_000)
+    run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
     if features.genres.device != device: features = features.to(device)
     model = model.to(device)
-    user_names, item_names = tuple(model.user_params), tuple(model.item_params)
-    private_names = set(private.names) if private is not None else set()
-    glob = {n: global_params[n].detach().to(device) for n, _ in model.named_parameters()}
+    kinds = {n: "user" if n in model.user_params else "item" if n in model.item_params else None
+             for n, _ in model.named_parameters()}
+    private_names = tuple(private.names) if private is not None else ()
+    glob = {n: global_params[n].detach().to(device) for n in kinds}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
     weights = torch.as_tensor(weights, dtype=torch.float32).to(device)
+    sizes = [c.n_train for c in clients]
     stats = [dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
              for c in clients]
-    for grp in plan_groups([c.n_train for c in clients], max_clients, max_rows):
+    for grp in plan_groups(sizes, max_clients, max_rows):
         cl = [clients[p] for p in grp]
         K = len(cl)
-        n = torch.tensor([c.n_train for c in cl], dtype=torch.long)
+        n = torch.tensor([sizes[p] for p in grp], dtype=torch.long)
         offs = torch.cumsum(n, 0) - n
         U = torch.cat([c.users for c in cl]).to(device)
         I = torch.cat([c.items for c in cl]).to(device)
         Y = torch.cat([c.ratings for c in cl]).to(device, torch.float32)
         owner = torch.repeat_interleave(torch.arange(K, device=device), n.to(device))
         pos, cnt, steps = batch_schedule(cl, cfg, seed, round_idx)
-        LU, urows, uvalid = local_rows(owner, U, features.n_users, K)
-        LI, irows, ivalid = local_rows(owner, I, features.n_items, K)
-        # stacked parameters: dense ones copied per client, row tables cut to each client's rows
-        P, anchor = {}, {}
-        for name, t in glob.items():
-            if name in user_names: P[name] = t[urows]
-            elif name in item_names: P[name] = t[irows]
-            else: P[name] = t.unsqueeze(0).repeat(K, *[1] * t.dim()); anchor[name] = t.unsqueeze(0)
-        if private is not None:
-            for k, c in enumerate(cl):
-                _, mine = private.get(c)
-                for name in private_names: P[name][k, :len(mine[name])] = mine[name].to(device)
+        LU, urows, uslot, ubounds = local_rows(owner, U, features.n_users, K)
+        LI, irows, islot, ibounds = local_rows(owner, I, features.n_items, K)
+        bounds, flat = dict(user=ubounds, item=ibounds), dict(user=(urows, uslot), item=(irows, islot))
+        # stacked parameters: dense ones copied per client, row tables cut to each client's rows, end to end
+        P = {name: t.unsqueeze(0).repeat(K, *[1] * t.dim()) if kinds[name] is None else take_rows(t, flat[kinds[name]][0])
+             for name, t in glob.items()}
+        if private is not None:  # each client's own rows, in the same (sorted) order as its flat user rows
+            for name in private_names: P[name] = torch.cat([private.get(c)[1][name] for c in cl]).to(device)
+        anchor = None
         if cfg.mu > 0:
-            anchor.update({name: P[name].clone() for name in P if name not in anchor})
-        losses = train_group(model, P, anchor if cfg.mu > 0 else None, features, U, I, Y, LU, LI,
-                             pos.to(device), cnt, steps, cfg)
+            anchor = {name: t.unsqueeze(0) if kinds[name] is None else P[name].clone() for name, t in glob.items()}
+        losses = train_group(model, P, anchor, features, U, I, Y, LU, LI, pos.to(device), cnt, steps, cfg, bounds,
+                             *run)
         with torch.no_grad():
             w = weights[torch.as_tensor(grp, device=device)]
             for name in delta:
-                if name in user_names or name in item_names:
-                    rows, valid = (urows, uvalid) if name in user_names else (irows, ivalid)
-                    step = (P[name] - glob[name][rows]) * _bcast(w[:, None] * valid, P[name].dim())
-                    delta[name].index_add_(0, rows.reshape(-1), step.reshape(-1, *P[name].shape[2:]))
-                else:
+                if kinds[name] is None:
                     delta[name] += torch.tensordot(w, P[name] - glob[name], dims=1)
+                else:
+                    rows, slot = flat[kinds[name]]
+                    delta[name].index_add_(0, rows, (P[name] - take_rows(glob[name], rows)) * _bcast(w[slot], P[name].dim()))
             if private is not None:
-                n_users_k = uvalid.sum(1).tolist()
-                for k, c in enumerate(cl): private.put(c.cid, {name: P[name][k, :n_users_k[k]] for name in private_names})
+                counts = [b - a for a, b in zip(ubounds[:-1], ubounds[1:])]
+                mine = {name: P[name].split(counts) for name in private_names}
+                for k, c in enumerate(cl): private.put(c.cid, {name: mine[name][k] for name in private_names})
             # figures: mean loss over the last epoch's batches, local MAE / RMSE on the client's own rows
             per_epoch = (steps // cfg.local_epochs).to(device)
             t = torch.arange(losses.shape[0], device=device)[:, None]
             last = (t < steps.to(device)) & (t >= steps.to(device) - per_epoch)
             train_loss = ((losses * last).sum(0) / per_epoch).tolist()
-            abs_sum, sq_sum = _local_errors(model, P, features, U, I, Y, LU, LI, n.to(device), offs.to(device))
+            abs_sum, sq_sum = _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, *run)
             nf = n.to(device, torch.float32)
             mae, rmse = (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
-        for k, c in enumerate(cl):
-            stats[grp[k]] = dict(cid=c.cid, n_train=c.n_train, train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
+        for k, p in enumerate(grp.tolist()):
+            stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
         del P, anchor, losses
     return RoundUpdate(delta, stats)
 
