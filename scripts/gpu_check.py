@@ -29,7 +29,8 @@ def main(out):
     targets = {"users1m": ("< 1 s per round", lambda b: b["vectorized_s"] < 1),
                "iid1m": (">= 5M samples/s", lambda b: b["vectorized_samples_per_s"] >= 5e6),
                "iid1m_exp": (">= 5M samples/s", lambda b: b["vectorized_samples_per_s"] >= 5e6),
-               "users100k": ("", None), "iid1m_b2048": ("(batch 2048, for reference)", None)}
+               "users100k": ("", None), "peruser100k": ("(the per-user figure's configuration)", None),
+               "iid1m_b2048": ("(batch 2048, for reference)", None)}
     for name, (target, test) in targets.items():
         b = load(out / f"bench_{name}.json")
         if not b:

@@ -35,7 +35,7 @@ if [ $PREPARE = 1 ]; then
   PIP=${PIP:-.venv/bin/python -m pip}
   mkdir -p wheelhouse/data
   $PIP download -q --only-binary=:all: --python-version "$TARGET_PY" --implementation cp $PLAT -d wheelhouse \
-      papermill ipykernel fastcore || { echo "pip download failed" >&2; exit 1; }
+      papermill ipykernel fastcore pytest || { echo "pip download failed" >&2; exit 1; }
   $PIP download -q --no-deps --only-binary=:all: --python-version "$TARGET_PY" --implementation cp $PLAT -d wheelhouse \
       "scikit-surprise>=1.1.5,<1.2" || echo "note: no scikit-surprise wheel for Python $TARGET_PY (06_federated does not need it)"
   echo "$TARGET_PY" > wheelhouse/PYTHON_VERSION
@@ -86,6 +86,13 @@ say "FEDREC_DATA=${FEDREC_DATA:-<unset>}"
 $PY -c 'import papermill, fedrec_nb.vectorized' || { say "papermill or fedrec_nb cannot be imported: stopping"; exit 1; }
 export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 
+# --- 0. the vectorized trainer's tests, CUDA ones included (CUDA against the CPU reference, graph replay against eager)
+$PY -c 'import pytest' 2>/dev/null || $PY -m pip install -q --no-index --find-links wheelhouse pytest 2>/dev/null \
+  || { [ -d /tmp/gpu_site ] || $PY -m pip install -q --no-index --no-deps --target /tmp/gpu_site wheelhouse/*.whl; }
+say "pytest tests/test_vectorized.py"
+timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_vectorized.py 2>&1 | tail -15
+say "pytest exit status ${PIPESTATUS[0]}"
+
 if [ $QUICK = 1 ]; then ROUNDS=2; NB_LIMIT=200; SEQ=100; BR=2; else ROUNDS=3; NB_LIMIT=300; SEQ=300; BR=3; fi
 
 # --- 1. the main job through papermill on cuda, ML-1M shape, one client per user
@@ -101,6 +108,7 @@ bench users1m   users --dataset synthetic-ml-1m --model hybrid --rounds $BR --se
 bench iid1m     iid   --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients 1
 bench iid1m_exp iid   --dataset synthetic-ml-1m --model expanded --rounds $BR --seq-clients 1
 bench users100k users --dataset ml-100k --model hybrid --rounds $BR --seq-clients $SEQ
+bench peruser100k users --dataset ml-100k --preset per-user --rounds $BR --seq-clients $SEQ
 bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
 say "bench_cuda_graphs.py: 10 IID clients, eager / CUDA graphs / graphs + torch.compile"
 timeout 240 $PY benchmarks/bench_cuda_graphs.py --model hybrid --rounds $BR 2>&1 | grep -v "warn" | tee "$OUTDIR/bench_cuda_graphs.txt" || say "bench_cuda_graphs failed or timed out"

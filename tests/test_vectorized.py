@@ -9,8 +9,9 @@ from fedrec_nb.federated import (ClientData, LocalConfig, PrivateState, build_cl
                                  make_strategy, run_federated)
 from fedrec_nb.models import build_model
 from fedrec_nb.partitions import partition
-from fedrec_nb.vectorized import (local_train_vectorized, peak_memory, plan_groups, relative_difference, supports,
-                                  unsupported_reason)
+from fedrec_nb import vectorized
+from fedrec_nb.vectorized import (chunk_clients, local_train_vectorized, peak_memory, plan_groups, relative_difference,
+                                  supports, unsupported_reason)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,7 @@ def _two_rounds(fn, net, clients, feats, cfg, strategy, private=None, **kw):
     ("hybrid", "iid", 6, "fedprox", 0.05, False, 2048),      # FedProx: the clients' proximal term
     ("mf", "dirichlet", 8, "fedadam", 0.0, True, 1024),      # server Adam, private user rows, skewed clients
     ("hybrid", "user", 943, "fedavg_unweighted", 0.0, True, 32),
+    ("mf", "user", 943, "fedavg", 0.0, True, 32),              # the per-user figure's configuration
 ])
 def test_two_rounds_equal_the_sequential_reference(fed, model, partition_, k, strategy, mu, private, batch):
     torch.manual_seed(1)
@@ -81,6 +83,38 @@ def test_group_size_does_not_change_the_round(fed):
     few_rows = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0, max_rows=500)
     for other in (many, few_rows):
         assert max(relative_difference(one.delta, other.delta).values()) < 1e-4
+
+
+def test_how_a_step_is_cut_into_runs_does_not_change_the_round(fed, monkeypatch):
+    "One run per step (all padding computed), one run per client, and the default cut give the same round."
+    torch.manual_seed(4)
+    clients = fed["clients"]("user", 943)[:60]
+    w = torch.full((60,), 1 / 60)
+    cfg = LocalConfig(2, 32, 3e-3)
+    for model in ("mf", "hybrid"):
+        net = build_model(model, fed["feats"], 16)
+        gp = {n: p.detach().clone() for n, p in net.named_parameters()}
+        ref = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0)
+        for cut in (lambda s, m, f, sl: [(0, len(s), max(s))] if s else [],           # one padded block
+                    lambda s, m, f, sl: [(k, k + 1, x) for k, x in enumerate(s)]):    # one client at a time
+            monkeypatch.setattr(vectorized, "chunk_clients", cut)
+            other = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0)
+            assert max(relative_difference(ref.delta, other.delta).values()) < 1e-4
+            for a, b in zip(ref.client_stats, other.client_stats):
+                np.testing.assert_allclose([a["local_mae"], a["train_loss"]], [b["local_mae"], b["train_loss"]], rtol=1e-4)
+        monkeypatch.undo()
+
+
+def test_chunk_clients_covers_every_client_once():
+    rng = np.random.default_rng(1)
+    for fill, slack in ((0.75, 0), (0.5, 100), (0.0, 10**9)):
+        s = rng.integers(1, 257, 500).tolist()
+        runs = chunk_clients(s, max_rows=4096, fill=fill, slack=slack)
+        assert [k for a, b, _ in runs for k in range(a, b)] == list(range(500))
+        for a, b, width in runs:
+            assert max(s[a:b]) == width == s[a] and (b - a) * width <= max(4096, width)
+            for j in range(a, b):  # a client below `fill` joins only while the run's padding so far stays within slack
+                assert s[j] >= fill * width or sum(width - x for x in s[a:j + 1]) <= slack
 
 
 def test_plan_groups_bounds_clients_and_rows():
@@ -151,3 +185,41 @@ def test_cuda_equals_cpu_sequential(fed):
     new = lambda d: {n: gp[n] + d[n].cpu() for n in d}
     assert max(relative_difference(new(a.delta), new(b.delta)).values()) < 1e-4
     assert peak_memory("cuda") > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_per_user_configuration_with_private_rows(fed):
+    "mf, batch 32, private user rows, two rounds: CUDA vectorized against the CPU sequential reference."
+    torch.manual_seed(5)
+    net = build_model("mf", fed["feats"], 8)
+    clients = fed["clients"]("user", 943)[:80]
+    cfg = LocalConfig(1, 32, 2e-2)
+    ps = PrivateState(net.user_params, dict(net.named_parameters()))
+    pv = PrivateState(net.user_params, dict(net.named_parameters()))
+    a, _ = _two_rounds(local_train_sequential, net, clients, fed["feats"], cfg, "fedavg", ps)
+    def gpu(*args, **kw):
+        upd = local_train_vectorized(*args[:9], device="cuda")
+        upd.delta = {n: t.cpu() for n, t in upd.delta.items()}
+        return upd
+    b, _ = _two_rounds(gpu, net, clients, fed["feats"], cfg, "fedavg", pv)
+    assert max(relative_difference(a, b).values()) < 1e-4
+    for c in clients:
+        torch.testing.assert_close(pv.get(c)[1]["user_embedding.weight"], ps.get(c)[1]["user_embedding.weight"],
+                                   rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_equals_eager_steps(fed, monkeypatch):
+    "10 IID clients, batch 256: full steps replayed from a captured CUDA graph give the eager round."
+    torch.manual_seed(6)
+    net = build_model("hybrid", fed["feats"], 16)
+    gp = {n: p.detach().cuda() for n, p in net.named_parameters()}
+    clients = fed["clients"]("iid", 10)
+    w = torch.full((10,), 0.1, device="cuda")
+    feats, cfg = fed["feats"].to("cuda"), LocalConfig(1, 256, 1e-3)
+    assert vectorized._use_cuda_graph(torch.device("cuda"), 10, 256, 30)
+    graphed = local_train_vectorized(net, gp, clients, w, feats, cfg, 0, 0, device="cuda")
+    monkeypatch.setenv("FEDREC_CUDA_GRAPHS", "0")
+    eager = local_train_vectorized(net, gp, clients, w, feats, cfg, 0, 0, device="cuda")
+    new = lambda d: {n: gp[n] + d[n] for n in d}
+    assert max(relative_difference(new(eager.delta), new(graphed.delta)).values()) < 1e-5
