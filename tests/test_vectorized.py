@@ -39,6 +39,14 @@ def _two_rounds(fn, net, clients, feats, cfg, strategy, private=None, **kw):
     return params, upd
 
 
+def _first_users(fed, model, n, seed, dim=16):
+    "A fresh `model` (seeded), its parameters, the first `n` one-user clients and equal weights."
+    torch.manual_seed(seed)
+    net = build_model(model, fed["feats"], dim)
+    gp = {k: p.detach().clone() for k, p in net.named_parameters()}
+    return net, gp, fed["clients"]("user", 943)[:n], torch.full((n,), 1 / n)
+
+
 # Batch sizes keep every client under ~100 local steps: over hundreds of steps the sequential reference itself is
 # chaotic (a 1e-7 relative perturbation of its start moves its delta by about 5% after 422 steps of batch 32 on
 # 6 IID clients of ML-100K), so no other float computation could match it to 1e-4 there.
@@ -72,11 +80,7 @@ def test_two_rounds_equal_the_sequential_reference(fed, model, partition_, k, st
 
 
 def test_group_size_does_not_change_the_round(fed):
-    torch.manual_seed(2)
-    net = build_model("hybrid", fed["feats"], 16)
-    gp = {n: p.detach().clone() for n, p in net.named_parameters()}
-    clients = fed["clients"]("user", 943)[:50]
-    w = torch.full((50,), 1 / 50)
+    net, gp, clients, w = _first_users(fed, "hybrid", 50, seed=2)
     cfg = LocalConfig(1, 32, 1e-3)
     one = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0, max_clients=1)
     many = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0, max_clients=64)
@@ -87,13 +91,9 @@ def test_group_size_does_not_change_the_round(fed):
 
 def test_how_a_step_is_cut_into_runs_does_not_change_the_round(fed, monkeypatch):
     "One run per step (all padding computed), one run per client, and the default cut give the same round."
-    torch.manual_seed(4)
-    clients = fed["clients"]("user", 943)[:60]
-    w = torch.full((60,), 1 / 60)
     cfg = LocalConfig(2, 32, 3e-3)
     for model in ("mf", "hybrid"):
-        net = build_model(model, fed["feats"], 16)
-        gp = {n: p.detach().clone() for n, p in net.named_parameters()}
+        net, gp, clients, w = _first_users(fed, model, 60, seed=4)
         ref = local_train_vectorized(net, gp, clients, w, fed["feats"], cfg, 0, 0)
         for cut in (lambda s, m, f, sl: [(0, len(s), max(s))] if s else [],           # one padded block
                     lambda s, m, f, sl: [(k, k + 1, x) for k, x in enumerate(s)]):    # one client at a time
@@ -172,11 +172,7 @@ def test_peak_memory_is_reported():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_equals_cpu_sequential(fed):
-    torch.manual_seed(3)
-    net = build_model("hybrid", fed["feats"], 16)
-    gp = {n: p.detach().clone() for n, p in net.named_parameters()}
-    clients = fed["clients"]("user", 943)[:30]
-    w = torch.full((30,), 1 / 30)
+    net, gp, clients, w = _first_users(fed, "hybrid", 30, seed=3)
     cfg = LocalConfig(1, 32, 1e-3)
     a = local_train_sequential(net, gp, clients, w, fed["feats"], cfg, 0, 0)
     torch.cuda.reset_peak_memory_stats()
