@@ -15,7 +15,7 @@ from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
 from .federated import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
-from .models import model_inputs
+from .models import model_inputs, row_params
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
@@ -157,17 +157,21 @@ def chunk_clients(sizes,             # rows of each client in order (batch sizes
         out.append((a, b, width)); a = b
     return out
 
+def _sizes(model):
+    "`(dense, width)`: the model's number of dense parameters, and the width of one user row plus one item row."
+    rows = row_params(model)
+    dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
+    return dense, sum(p[0].numel() for n, p in model.named_parameters() if n in rows)
+
 def default_slack(model) -> int:
     "Padded rows that cost about as much as one more run (about 1 ms of work): many for `mf`, few for a wide MLP."
-    rows = set(model.user_params) | set(model.item_params)
-    dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
-    width = sum(p[0].numel() for n, p in model.named_parameters() if n in rows)
+    dense, width = _sizes(model)
     return int(20_000_000 // (6 * dense + 40 * width))
 
 # %% ../nbs/06c_vectorized.ipynb #21bc0414
 def _stacked_forward(model):
     "`f(params, batch) -> (K, B)`: the model on each client's dense parameters and batch; row tables shared (flat)."
-    rows = set(model.user_params) | set(model.item_params)
+    rows = row_params(model)
     dims = {n: None if n in rows else 0 for n, _ in model.named_parameters()}
     return vmap(lambda p, b: functional_call(model, p, (b,)), in_dims=(dims, 0))
 
@@ -244,7 +248,7 @@ def train_group(model, P: dict,          # name -> stacked parameters: dense (K,
                ):
     "Run every client's local steps; return `(T, K)` batch losses (MSE; 0 where a client has no step)."
     forward = _stacked_forward(model)
-    kinds = {n: "user" if n in model.user_params else "item" if n in model.item_params else None for n in P}
+    kinds = {n: row_params(model).get(n) for n in P}
     cnt_cpu, steps_cpu = cnt.cpu(), steps.tolist()
     cnt_dev = cnt.to(pos.device, torch.float32)
     T, K = cnt_cpu.shape
@@ -312,8 +316,7 @@ def _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, f
 
 def default_max_clients(model, device="cpu") -> int:
     "Clients per group: as many as fit 16M dense floats (64M on CUDA), between 16 and 1,024."
-    rows = set(model.user_params) | set(model.item_params)
-    dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
+    dense = _sizes(model)[0]
     budget = 64_000_000 if _as_device(device).type == "cuda" else 16_000_000
     return int(min(1024, max(16, budget // max(dense, 1))))
 
@@ -348,8 +351,7 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
     if features.genres.device != device: features = features.to(device)
     model = model.to(device)
-    kinds = {n: "user" if n in model.user_params else "item" if n in model.item_params else None
-             for n, _ in model.named_parameters()}
+    kinds = {n: row_params(model).get(n) for n, _ in model.named_parameters()}
     private_names = tuple(private.names) if private is not None else ()
     glob = {n: global_params[n].detach().to(device) for n in kinds}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
