@@ -158,7 +158,8 @@ def read_recbole_ml100k(wheel_path):
                           "age": user["age"].astype("int64"), "occupation": user["occupation"],
                           "zip_code": user["zip_code"]})
     years = pd.to_numeric(item["release_year"], errors="coerce").astype("Int64")
-    items = pd.DataFrame({"item_id": item["item_id"].astype("int64"), "title": item["movie_title"],
+    titles = [f"{t} ({y})" if y is not pd.NA else t for t, y in zip(item["movie_title"], years)]  # GroupLens' form
+    items = pd.DataFrame({"item_id": item["item_id"].astype("int64"), "title": titles,
                           "year": years, "genres": [g.split() if g else ["unknown"] for g in item["class"]]})
     return _finish(RatingsData(ratings, users.sort_values("user_id", ignore_index=True),
                                items.sort_values("item_id", ignore_index=True), "ml-100k", (1.0, 5.0)))

@@ -176,6 +176,7 @@ def test_recbole_wheel_reader(tmp_path):
     d = D.read_recbole_ml100k(wheel)
     assert len(d.ratings) == 2 and d.items.genres.iloc[0] == ["Animation", "Children's", "Comedy"]
     assert d.users.occupation.tolist() == ["technician", "other"]
+    assert d.items.title.tolist() == ["Toy Story (1995)"]  # GroupLens' form: notebooks look titles up by it
 
 
 # --- bring your own data ----------------------------------------------------------------------------
