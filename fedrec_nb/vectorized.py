@@ -159,7 +159,7 @@ def chunk_clients(sizes,             # rows of each client in order (batch sizes
 
 def _sizes(model):
     "`(dense, width)`: the model's number of dense parameters, and the width of one user row plus one item row."
-    rows = row_params(model)
+    rp = row_params(model)
     dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
     return dense, sum(p[0].numel() for n, p in model.named_parameters() if n in rows)
 
@@ -171,7 +171,7 @@ def default_slack(model) -> int:
 # %% ../nbs/06c_vectorized.ipynb #21bc0414
 def _stacked_forward(model):
     "`f(params, batch) -> (K, B)`: the model on each client's dense parameters and batch; row tables shared (flat)."
-    rows = row_params(model)
+    rp = row_params(model)
     dims = {n: None if n in rows else 0 for n, _ in model.named_parameters()}
     return vmap(lambda p, b: functional_call(model, p, (b,)), in_dims=(dims, 0))
 
@@ -248,7 +248,8 @@ def train_group(model, P: dict,          # name -> stacked parameters: dense (K,
                ):
     "Run every client's local steps; return `(T, K)` batch losses (MSE; 0 where a client has no step)."
     forward = _stacked_forward(model)
-    kinds = {n: row_params(model).get(n) for n in P}
+    rp = row_params(model)
+    kinds = {n: rp.get(n) for n in P}
     cnt_cpu, steps_cpu = cnt.cpu(), steps.tolist()
     cnt_dev = cnt.to(pos.device, torch.float32)
     T, K = cnt_cpu.shape
@@ -351,7 +352,8 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
     if features.genres.device != device: features = features.to(device)
     model = model.to(device)
-    kinds = {n: row_params(model).get(n) for n, _ in model.named_parameters()}
+    rp = row_params(model)
+    kinds = {n: rp.get(n) for n, _ in model.named_parameters()}
     private_names = tuple(private.names) if private is not None else ()
     glob = {n: global_params[n].detach().to(device) for n in kinds}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
