@@ -159,7 +159,7 @@ def chunk_clients(sizes,             # rows of each client in order (batch sizes
 
 def _sizes(model):
     "`(dense, width)`: the model's number of dense parameters, and the width of one user row plus one item row."
-    rp = row_params(model)
+    rows = row_params(model)
     dense = sum(p.numel() for n, p in model.named_parameters() if n not in rows)
     return dense, sum(p[0].numel() for n, p in model.named_parameters() if n in rows)
 
@@ -171,7 +171,7 @@ def default_slack(model) -> int:
 # %% ../nbs/06c_vectorized.ipynb #21bc0414
 def _stacked_forward(model):
     "`f(params, batch) -> (K, B)`: the model on each client's dense parameters and batch; row tables shared (flat)."
-    rp = row_params(model)
+    rows = row_params(model)
     dims = {n: None if n in rows else 0 for n, _ in model.named_parameters()}
     return vmap(lambda p, b: functional_call(model, p, (b,)), in_dims=(dims, 0))
 
