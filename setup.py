@@ -17,6 +17,7 @@ py_versions = '3.10 3.11 3.12'.split()
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+flower_requirements = cfg.get('flower_requirements', '').split()  # the Flower runtime: pip install -e ".[flower]"
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 
@@ -33,7 +34,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['fedrec_nb', 'fedrec_nb.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'flower': flower_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
