@@ -10,7 +10,7 @@ Protocol: U is (K, P) float32, P = users*d + items*d + users + items + 1 (every 
 tables, both bias tables, the offset), laid out as the engine flattens a one-user client's delta: the client's own
 user row and bias, the item rows and biases of about `--rated` items it rated (Poisson, drawn with weights
 following a long tail), and the offset; zeros elsewhere. Weights are proportional to the rated counts. Each operation
-runs once as warm-up, then `--repeats` times; the median time is reported with its ratio to the weighted mean (w @ U).
+runs once as warm-up (the masked median and trimmed mean take `U != 0` as the touched coordinates), then `--repeats` times; the median time is reported with its ratio to the weighted mean (w @ U).
 `--loop-clients N` times the textbook double loop of squared distances on N clients and scales it by (K/N)^2.
 """
 from __future__ import annotations
@@ -93,12 +93,15 @@ def main(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     U, w = updates(a)
     K, P = U.shape
+    M = U != 0  # the coordinates each client touched
     expected = float(K)  # DP-FedAvg's fixed denominator q * N (here every client of the round counts as expected)
     print(f"K = {K:,} clients, P = {P:,} parameters (mf, d = {a.dim}, {a.users:,} users, {a.items:,} items), "
           f"{torch.get_num_threads()} threads, {a.device}; median of {a.repeats} after a warm-up")
     cases = {"mean (w @ U)": lambda: aggregate(U, w, "mean"),
              "median": lambda: aggregate(U, w, "median"),
+             "median (masked)": lambda: aggregate(U, w, "median", mask=M),
              "trimmed_mean (0.1)": lambda: aggregate(U, w, "trimmed_mean", trim_fraction=0.1),
+             "trimmed_mean (0.1, masked)": lambda: aggregate(U, w, "trimmed_mean", trim_fraction=0.1, mask=M),
              f"krum (f={a.krum_f})": lambda: aggregate(U, w, "krum", krum_f=a.krum_f),
              f"multi_krum (f={a.krum_f})": lambda: aggregate(U, w, "multi_krum", krum_f=a.krum_f),
              "norm_bound (1.0)": lambda: aggregate(U, w, "norm_bound", clip_norm=1.0),

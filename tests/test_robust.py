@@ -223,3 +223,29 @@ def test_exposure_ratio_known_answer():
     rated[0, 3] = True                                        # the 9 is rated: excluded from user 0's list
     assert exposure_ratio(scores, rated, 2, k=3) == 1.0
     with pytest.raises(ValueError, match="rated_mask"): exposure_ratio(scores, rated[:2], 2)
+
+
+def test_masked_median_and_trimmed_mean_use_only_the_touching_clients():
+    g = torch.Generator().manual_seed(6)
+    U = torch.randn(11, 400, generator=g)
+    M = torch.rand(11, 400, generator=g) < 0.3
+    U = U * M                                    # untouched coordinates are zeros, as the engine sends them
+    med = aggregate(U, _w(11), "median", mask=M).delta
+    tm = aggregate(U, _w(11), "trimmed_mean", trim_fraction=0.25, mask=M).delta
+    for p in range(400):
+        v = U[M[:, p], p].sort().values
+        n = len(v)
+        if n == 0:
+            assert med[p] == 0 and tm[p] == 0
+            continue
+        assert float(med[p]) == pytest.approx(float((v[(n - 1) // 2] + v[n // 2]) / 2), abs=1e-6)
+        b = int(math.floor(0.25 * n))
+        assert float(tm[p]) == pytest.approx(float(v[b:n - b].mean()), abs=1e-6)
+    # without a mask the zeros of the non-touching clients count
+    torch.testing.assert_close(aggregate(U, _w(11), "median").delta, U.median(0).values)
+
+
+def test_masked_trimmed_mean_is_exact_next_to_huge_values():
+    U = torch.tensor([[1e30, 0.], [1., 0.], [2., 5.], [3., 0.], [-1e30, 0.]])
+    M = torch.tensor([[True, False], [True, False], [True, True], [True, False], [True, False]])
+    torch.testing.assert_close(trimmed_mean(U, 0.2, M), torch.tensor([2., 5.]))
