@@ -36,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-extensions",
-                  "--disable-default-apps", "--mute-audio", "--hide-scrollbars", "--remote-debugging-pipe"]
+                  "--disable-default-apps", "--mute-audio", "--hide-scrollbars", "--disable-dev-shm-usage",
+                  "--remote-debugging-pipe"]
 
 # --------------------------------------------------------------------------- notebooks and the sidebar
 
@@ -91,8 +92,11 @@ def check_site_config(nbs: Path) -> list[str]:
     for f in (q, nbs / "nbdev.yml"):
         if not f.exists(): return [f"{rel(f)} is missing (restore it from git, or let nbdev write it from"
                                    " settings.ini: `python -c 'from nbdev.quarto import refresh_quarto_yml as r; r()'`)"]
+    text = q.read_text()
+    for m in re.finditer(r"\{\{[^}<]*\}\}", text):  # nbdev does not template _quarto.yml; Quarto keeps it literal
+        problems.append(f"{q.name}: `{m.group()}` is not replaced by nbdev or Quarto: write the value itself")
     try:
-        cfg = yaml.safe_load(q.read_text())
+        cfg = yaml.safe_load(text)
         if (cfg.get("project") or {}).get("type") != "website": problems.append(f"{q.name}: project.type is not 'website'")
         missing = {"nbdev.yml", "sidebar.yml"} - set(cfg.get("metadata-files") or [])
         if missing: problems.append(f"{q.name}: metadata-files lacks {sorted(missing)}")
