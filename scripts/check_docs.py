@@ -29,8 +29,8 @@ Exit status: 0 when every check passes, 1 otherwise; the summary names each fail
 """
 from __future__ import annotations
 
-import argparse, ast, base64, contextlib, functools, http.server, json, os, queue, re, shutil, socketserver
-import subprocess, sys, tempfile, threading, time, traceback, warnings
+import argparse, ast, base64, contextlib, functools, http.server, json, os, queue, re, shutil
+import subprocess, sys, tempfile, threading, time, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -463,8 +463,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="chromium_profile_") as profile, serve(out / "html") as base:
         ch = Chromium(a.chromium, Path(profile), out / "chromium.log")
         try:
-            ch.send("Browser.getVersion", timeout=60)
-            for p in pages:
+            try: print(f"   {ch.send('Browser.getVersion', timeout=60)['product']}")
+            except Exception as e:
+                fail("chromium", f"Chromium did not start ({type(e).__name__}: {e}); see {rel(out / 'chromium.log')}")
+                pages_to_open = []
+            else: pages_to_open = pages
+            for p in pages_to_open:
                 if p.name in conv_errors: continue
                 shots = ({"full": out / "06_federated.png", "plot": out / "06_federated_first_plot.png"}
                          if p.stem == "06_federated" else None)
