@@ -249,3 +249,35 @@ def test_masked_trimmed_mean_is_exact_next_to_huge_values():
     U = torch.tensor([[1e30, 0.], [1., 0.], [2., 5.], [3., 0.], [-1e30, 0.]])
     M = torch.tensor([[True, False], [True, False], [True, True], [True, False], [True, False]])
     torch.testing.assert_close(trimmed_mean(U, 0.2, M), torch.tensor([2., 5.]))
+
+
+def test_stack_and_unstack_round_trip_the_mf_deltas_and_aggregate_like_the_dict_mean():
+    from types import SimpleNamespace
+    from fedrec_nb.models import BiasedMF
+    from fedrec_nb.robust import stack_updates, unstack
+    net = BiasedMF(SimpleNamespace(n_users=30, n_items=40), embedding_dim=4)
+    g = torch.Generator().manual_seed(8)
+    deltas = [{n: torch.randn(p.shape, generator=g) for n, p in net.named_parameters() if n != "user_bias.weight" or k}
+              for k in range(5)]
+    U, layout = stack_updates(deltas)
+    assert U.shape == (5, 30 * 4 + 40 * 4 + 30 + 40 + 1)
+    assert layout == {n: tuple(p.shape) for n, p in sorted(net.named_parameters())}
+    for k, d in enumerate(deltas):
+        back = unstack(U[k], layout)
+        for n in layout:
+            torch.testing.assert_close(back[n], d.get(n, torch.zeros(layout[n])))
+    w = torch.tensor([0.1, 0.2, 0.3, 0.25, 0.15])
+    mean = unstack(aggregate(U, w).delta, layout)
+    for n in layout:
+        ref = sum(w[k] * d.get(n, torch.zeros(layout[n])) for k, d in enumerate(deltas))
+        torch.testing.assert_close(mean[n], ref)
+    with pytest.raises(ValueError, match="deltas"): stack_updates([])
+    with pytest.raises(ValueError, match="vec"): unstack(torch.zeros(3), layout)
+
+
+def test_fake_user_count_is_the_share_of_all_clients():
+    from fedrec_nb.robust import fake_user_count
+    n = fake_user_count(943, 0.05)
+    assert n == 50 and abs(n / (943 + n) - 0.05) < 0.001
+    assert fake_user_count(6040, 0.0) == 0
+    with pytest.raises(ValueError, match="attack_fraction"): fake_user_count(943, 1.0)
