@@ -1,6 +1,6 @@
 """The federated figures of 06_federated on real ML-100K, mean and std over seeds.
 
-    FEDREC_DATA=/work/shared/data MPLBACKEND=Agg .venv/bin/python benchmarks/federated_figures.py [--seeds 42,43,44] [--figures 1,2,3,4,5]
+    FEDREC_DATA=../shared/data MPLBACKEND=Agg .venv/bin/python benchmarks/federated_figures.py [--seeds 42,43,44] [--figures 1,2,3,4,5]
 
 Protocol: ML-100K, random 90/10 split with the run's seed (seed 42 = the seed notebook's split); the seed also sets the
 partition, the initialisation and the batch orders. Prints a markdown table per figure and writes every run's results

@@ -25,24 +25,60 @@ def check_choice(name, value, choices):
 def check_number(name, value, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
     "Raise `ParameterError` unless `value` is a number (an integer if asked) within the bounds."
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if isinstance(value, bool) or not ok_type or (not integer and math.isnan(value)):
-        raise ParameterError(f"parameter {name}={value!r}: must be {'an integer' if integer else 'a number'}")
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise ParameterError(f"parameter {name}={value!r}: must be {'an integer' if integer else 'a finite number'}")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ParameterError(f"parameter {name}={value!r}: must be {'>' if lo_open else '>='} {lo}")
     if hi is not None and (value >= hi if hi_open else value > hi):
         raise ParameterError(f"parameter {name}={value!r}: must be {'<' if hi_open else '<='} {hi}")
     return value
 
+RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")  # a `dataset` that is a path to your own ratings file (`load_ratings`)
+
+def check_dataset(dataset):
+    "Raise `ParameterError` unless `dataset` is a known name or an existing .csv/.parquet ratings file."
+    if isinstance(dataset, (str, os.PathLike)) and Path(dataset).suffix.lower() in RATINGS_SUFFIXES:
+        if not Path(dataset).is_file():
+            raise ParameterError(f"parameter dataset={str(dataset)!r}: no such ratings file (give an existing "
+                                 f"{' or '.join(RATINGS_SUFFIXES)} file, or one of {list(DATASET_NAMES)})")
+        return dataset
+    if dataset not in DATASET_NAMES:
+        raise ParameterError(f"parameter dataset={dataset!r}: must be one of {list(DATASET_NAMES)} "
+                             f"or the path of a {' or '.join(RATINGS_SUFFIXES)} ratings file")
+    return dataset
+
+def check_output_dir(output_dir, name="output_dir"):
+    "Raise `ParameterError` unless `output_dir` is a folder that exists or can be created, and can be written."
+    if not isinstance(output_dir, (str, os.PathLike)) or not str(output_dir):
+        raise ParameterError(f"parameter {name}={output_dir!r}: must be a folder path")
+    p = Path(output_dir).absolute()
+    probe = p
+    while not probe.exists():            # the nearest folder that exists is where the new ones would be made
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == p else f"cannot be created: {str(probe)!r} is a file"
+        raise ParameterError(f"parameter {name}={str(output_dir)!r}: {what} (give a folder path)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ParameterError(f"parameter {name}={str(output_dir)!r}: {str(probe)!r} is not writable (give a folder you can write)")
+    return output_dir
+
+def check_parameter_names(given, known):
+    "Raise `ParameterError` naming each of `given` (names a papermill run defined) that is not in `known`: a misspelled `-p`."
+    known = set(known.split()) if isinstance(known, str) else set(known)
+    unknown = sorted(n for n in given if not n.startswith("_") and n not in known)
+    if unknown:
+        raise ParameterError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                             f"the known parameters are {', '.join(sorted(known))}")
+
 def check_common(dataset, data_dir, seed, test_size, split, output_dir):
     "Check the parameters every experiment notebook shares."
-    check_choice("dataset", dataset, DATASET_NAMES)
+    check_dataset(dataset)
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ParameterError(f"parameter data_dir={data_dir!r}: folder does not exist")
     check_number("seed", seed, lo=0, integer=True)
     check_number("test_size", test_size, lo=0, hi=1, lo_open=True, hi_open=True)
     check_choice("split", split, SPLIT_METHODS)
-    if not isinstance(output_dir, (str, os.PathLike)) or not str(output_dir):
-        raise ParameterError(f"parameter output_dir={output_dir!r}: must be a folder path")
+    check_output_dir(output_dir)
 
 @dataclass
 class Experiment:
@@ -101,5 +137,6 @@ def load_results(output_dir, name="results"):
     return json.loads((Path(output_dir) / f"{name}.json").read_text())
 
 # %% auto #0
-__all__ = ['ParameterError', 'check_choice', 'check_number', 'check_common', 'Experiment', 'prepare_experiment', 'atomic_write',
-           'save_results', 'load_results']
+__all__ = ['RATINGS_SUFFIXES', 'ParameterError', 'check_choice', 'check_number', 'check_dataset', 'check_output_dir',
+           'check_parameter_names', 'check_common', 'Experiment', 'prepare_experiment', 'atomic_write', 'save_results',
+           'load_results']

@@ -18,12 +18,13 @@ from .data import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'DEVICES', 'ENGINES', 'RESUMABLE', 'ClientData', 'LocalConfig', 'client_generator',
-           'RoundUpdate', 'PrivateState', 'predict_rows', 'local_train_sequential', 'FedAvg', 'FedAvgUnweighted',
-           'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi', 'make_strategy', 'check_federated_params', 'check_clients_fit',
-           'build_clients', 'sample_clients', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
-           'save_checkpoint', 'latest_checkpoint', 'train_central', 'run_federated', 'FederatedRecommender',
-           'plot_federated']
+__all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'DEVICES', 'ENGINES', 'RESUMABLE', 'FEDERATED_PARAMETERS', 'ClientData',
+           'LocalConfig', 'client_generator', 'RoundUpdate', 'update_problem', 'PrivateState', 'predict_rows',
+           'local_train_sequential', 'FedAvg', 'FedAvgUnweighted', 'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi',
+           'make_strategy', 'check_federated_params', 'check_clients_fit', 'build_clients', 'sample_clients',
+           'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'data_fingerprint', 'save_checkpoint',
+           'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume', 'train_central', 'run_federated',
+           'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -62,8 +63,23 @@ def client_generator(seed: int, round_idx: int, cid: int) -> torch.Generator:
 @dataclass
 class RoundUpdate:
     "What a round of local training sends back: the weighted sum of shared-parameter deltas and per-client figures."
-    delta: dict          # name -> sum_k w_k (theta_k - theta_global), shared parameters only
+    delta: dict          # name -> sum_k w_k (theta_k - theta_global) over the accepted clients, shared parameters only
     client_stats: list   # per client: cid, n_train, train_loss, local_mae, local_rmse
+    rejected: list = field(default_factory=list)  # updates left out: dict(cid, reason)
+    kept_weight: float = 1.0                       # sum of the accepted clients' weights (the server renormalises by it)
+
+def update_problem(params: dict,     # name -> tensor a client trained (shared and private)
+                   shapes: dict,     # name -> the shape the server expects
+                  ) -> str | None:
+    "Why the server must leave this client update out (a missing name, a wrong shape, non-finite values), or None."
+    problems = []
+    for n, shape in shapes.items():
+        if n not in params: problems.append(f"{n}: missing"); continue
+        t = params[n]
+        if tuple(t.shape) != tuple(shape): problems.append(f"{n}: shape {tuple(t.shape)} instead of {tuple(shape)}"); continue
+        bad = int((~torch.isfinite(t)).sum())
+        if bad: problems.append(f"{n}: {bad:,} non-finite values")
+    return "; ".join(problems) or None
 
 # %% ../nbs/06_federated.ipynb #3af37c41
 class PrivateState:
@@ -148,7 +164,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
     call = lambda params, b: torch.func.functional_call(model, params, (b,))
     fields = model_inputs(model)
-    stats = []
+    stats, rejected, kept = [], [], 0.0
     for k, c in enumerate(clients):
         if c.n_train == 0:  # nothing to train on: no update, no figures (as the vectorized path)
             stats.append(dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan")))
@@ -173,6 +189,14 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
                 losses.append(mse.detach())
         with torch.no_grad():
             w = float(weights[k])
+            shapes = {n: (len(users) if n in model.user_params else len(items) if n in model.item_params else glob[n].shape[0],
+                          *glob[n].shape[1:]) if glob[n].dim() else () for n in params}
+            if (why := update_problem(params, shapes)) is not None:   # left out: no delta, no private rows, no figures
+                rejected.append(dict(cid=c.cid, reason=why))
+                stats.append(dict(cid=c.cid, n_train=c.n_train, train_loss=float("nan"), local_mae=float("nan"),
+                                  local_rmse=float("nan"), rejected=why))
+                continue
+            kept += w
             for n in delta:
                 step = params[n] - (glob[n][users] if n in model.user_params else glob[n][items] if n in model.item_params else glob[n])
                 if n in model.user_params: delta[n].index_add_(0, users, w * step)
@@ -184,7 +208,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
             stats.append(dict(cid=c.cid, n_train=c.n_train,
                               train_loss=float(torch.stack(losses).mean()) if losses else float("nan"),
                               local_mae=float(err.abs().mean()), local_rmse=float(err.pow(2).mean().sqrt())))
-    return RoundUpdate(delta, stats)
+    return RoundUpdate(delta, stats, rejected, kept)
 
 # %% ../nbs/06_federated.ipynb #d23ab1d4
 STRATEGIES = ("fedavg", "fedavg_unweighted", "fedprox", "fedavgm", "fedadam", "fedyogi")
@@ -247,7 +271,8 @@ def make_strategy(name: str, server_lr=None, mu=0.0):
     return STRATEGY_CLASSES[name](server_lr, mu if name == "fedprox" else 0.0)
 
 # %% ../nbs/06_federated.ipynb #d2a72b81
-from .experiment import ParameterError, check_choice, check_number, prepare_experiment, save_results, atomic_write
+from .experiment import (ParameterError, check_choice, check_number, check_output_dir, prepare_experiment,
+                                  save_results, atomic_write)
 from .partitions import PARTITIONS, partition as make_partition, client_of_user
 from .metrics import rating_metrics
 from .baselines import Recommender
@@ -261,7 +286,7 @@ def _check_bool(name, v):
 def check_federated_params(model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1,
                            batch_size=256, lr=1e-3, strategy="fedavg", mu=0.0, server_lr=None, client_fraction=1.0,
                            private_user_embeddings=False, embedding_dim=32, device="auto", checkpoint_dir=None,
-                           resume=False, engine="vectorized", **_):
+                           resume=False, engine="vectorized", output_dir="runs/federated", **_):
     "Raise `ParameterError` naming the first invalid federated parameter."
     check_choice("model", model, list(MODELS))
     check_choice("partition", partition, PARTITIONS)
@@ -280,8 +305,8 @@ def check_federated_params(model="hybrid", partition="iid", num_clients=10, alph
     check_choice("device", device, DEVICES)
     if device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter device='cuda': no CUDA GPU is available here (use 'auto' or 'cpu')")
-    if checkpoint_dir is not None and (not isinstance(checkpoint_dir, (str, os.PathLike)) or not str(checkpoint_dir)):
-        raise ParameterError(f"parameter checkpoint_dir={checkpoint_dir!r}: must be a folder path or None")
+    check_output_dir(output_dir)
+    if checkpoint_dir is not None: check_output_dir(checkpoint_dir, "checkpoint_dir")
     _check_bool("resume", resume)
     check_choice("engine", engine, ENGINES)
 
@@ -349,10 +374,20 @@ def evaluate_global(net, features, tu, ti, ty, test_owner, num_clients, rating_s
     return m, c_mae, c_rmse
 
 # %% ../nbs/06_federated.ipynb #1b2670ec
+import hashlib, pickle
+
 RESUMABLE = ("rounds", "resume", "output_dir", "checkpoint_dir", "engine", "device", "data_dir")  # may change on resume
 
+def data_fingerprint(params: dict, *tensors) -> dict:
+    "What a checkpoint's training data and split were: dataset, split settings, row counts and a sha256 of the encoded rows."
+    h = hashlib.sha256()
+    for t in tensors: h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return dict(dataset=str(params["dataset"]), seed=params["seed"], test_size=params["test_size"], split=params["split"],
+                n_train=int(tensors[0].numel()), n_test=int(tensors[3].numel()) if len(tensors) > 3 else 0,
+                rows_sha256=h.hexdigest())
+
 def save_checkpoint(checkpoint_dir, round_done: int, state: dict) -> Path:
-    "Write `state` atomically as `round_NNNN.pt` and remove older checkpoints."
+    "Write `state` (tensors, numbers, strings, lists and dicts only) atomically as `round_NNNN.pt`; remove older checkpoints."
     d = Path(checkpoint_dir); d.mkdir(parents=True, exist_ok=True)
     path = atomic_write(d / f"round_{round_done:04d}.pt", lambda p: torch.save(state, p))
     for old in d.glob("round_*.pt"):
@@ -364,8 +399,53 @@ def latest_checkpoint(checkpoint_dir) -> Path | None:
     found = sorted(Path(checkpoint_dir).glob("round_*.pt")) if checkpoint_dir and Path(checkpoint_dir).is_dir() else []
     return found[-1] if found else None
 
-def _rng_states(): return dict(torch=torch.get_rng_state(), numpy=np.random.get_state())
-def _set_rng_states(s): torch.set_rng_state(s["torch"]); np.random.set_state(s["numpy"])
+class CheckpointError(ValueError):
+    "A checkpoint that cannot be used; the message names the file."
+
+def load_checkpoint(path) -> dict:
+    "Read a checkpoint safely (`weights_only=True`: no code runs), on the CPU; refuse a corrupt file or non-finite parameters."
+    try: state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {path}: refused, it holds objects other than tensors and plain data "
+                              f"(not written by fedrec_nb, or crafted): {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path}: truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "delete it to start fresh, or point checkpoint_dir elsewhere") from None
+    need = {"round", "params", "fingerprint", "global_params", "strategy", "history", "rng"}
+    if not isinstance(state, dict) or not need <= set(state):
+        raise CheckpointError(f"checkpoint {path}: not a fedrec_nb checkpoint (missing {sorted(need - set(state) if isinstance(state, dict) else need)})")
+    tables = dict(state["global_params"])
+    if state.get("private"): tables.update({f"private rows of client {k}: {n}": t for k, r in state["private"]["rows"].items() for n, t in r.items()})
+    bad = [n for n, t in tables.items() if not torch.is_tensor(t) or not bool(torch.isfinite(t).all())]
+    if bad: raise CheckpointError(f"checkpoint {path}: non-finite or missing values in {bad[:5]}; it cannot be resumed")
+    return state
+
+def check_resume(state: dict, path, params: dict, fingerprint: dict):
+    "Raise `ParameterError` when checkpoint `state` (from `path`) cannot continue this run: other settings, other data, fewer rounds."
+    diff = {k: (state["params"].get(k), v) for k, v in params.items() if k not in RESUMABLE and state["params"].get(k) != v}
+    if diff: raise ParameterError(f"parameter resume=True: checkpoint {path} was written with other settings "
+                                  f"{ {k: f'{a!r} there, {b!r} here' for k, (a, b) in diff.items()} }")
+    fp = state["fingerprint"]
+    other = {k: f"{fp.get(k)!r} there, {v!r} here" for k, v in fingerprint.items() if fp.get(k) != v}
+    if other: raise ParameterError(f"parameter resume=True: checkpoint {path} was trained on other data or another split: {other}")
+    if params["rounds"] < state["round"]:
+        raise ParameterError(f"parameter rounds={params['rounds']}: below round {state['round']} of checkpoint {path} "
+                             f"(give rounds >= {state['round']}, or another checkpoint_dir)")
+
+def _rng_states():
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                           cached=float(cached)))
+
+def _set_rng_states(s):
+    "Restore the random states (all CPU tensors, as `load_checkpoint` reads them)."
+    torch.set_rng_state(s["torch"].cpu())
+    if s.get("cuda") and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+
 
 # %% ../nbs/06_federated.ipynb #e04d0d16
 def _train_epochs(net, opt, features, u, i, y, epochs, batch_size, g, anchor=None, mu=0.0) -> list:
@@ -415,8 +495,14 @@ def _pick_engine(engine, net, cfg, private, device):
     return fn, "vectorized"
 
 def _weighted_mean(stats, key):
+    "Mean of `key` over the clients with figures (rejected and empty ones have none), weighted by their training rows."
     n = np.array([s["n_train"] for s in stats], float); v = np.array([s[key] for s in stats], float)
-    return float((n * v).sum() / n.sum()) if len(n) else float("nan")
+    ok = np.isfinite(v) & (n > 0)
+    return float((n[ok] * v[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
+
+FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
+                        "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
+                        "checkpoint_dir resume engine").split()  # the notebook's parameters cell
 
 def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                   model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
@@ -438,6 +524,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key)
     check_federated_params(**params)
     exp = experiment if experiment is not None else prepare_experiment(dataset, data_dir, seed, test_size, split, output_dir)
+    if experiment is not None:   # record the data and split actually used: the experiment's
+        params.update({k: exp.params[k] for k in ("dataset", "data_dir", "test_size", "split") if k in exp.params})
+        if exp.params.get("seed", seed) != seed: params["split_seed"] = exp.params["seed"]
     check_clients_fit(num_clients, exp.train)
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
@@ -458,11 +547,17 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     strat = make_strategy(strategy, server_lr, mu)
     private = PrivateState(net.user_params, global_params) if private_user_embeddings else None
     cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu)
-    history, client_last, client_losses, start = [], {}, {}, 0
-    if resume and (ck := latest_checkpoint(ckpt_dir)) is not None:
-        state = torch.load(ck, map_location=dev, weights_only=False)
-        diff = {k: (state["params"].get(k), v) for k, v in params.items() if k not in RESUMABLE and state["params"].get(k) != v}
-        if diff: raise ParameterError(f"parameter resume=True: checkpoint {ck} was written with other settings {diff}")
+    history, client_last, client_losses, start, resumed = [], {}, {}, 0, None
+    fingerprint = data_fingerprint(params, u, i, y, tu, ti, ty)
+    if resume:
+        ck = latest_checkpoint(ckpt_dir)
+        if ck is None:
+            resumed = dict(checkpoint=None, from_round=0, note=f"resume=True but no checkpoint in {ckpt_dir}: started fresh")
+            print(resumed["note"])
+    if resume and ck is not None:
+        state = load_checkpoint(ck)
+        check_resume(state, ck, params, fingerprint)
+        resumed = dict(checkpoint=str(ck), from_round=int(state["round"]))
         global_params = {n: t.to(dev) for n, t in state["global_params"].items()}
         strat.load_state_dict(state["strategy"])
         if private is not None: private.load_state_dict(state["private"])
@@ -479,7 +574,12 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         except NotImplementedError as e:
             train_fn, engine_used = local_train_sequential, f"sequential (vectorized: {e})"
             upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev)
-        strat.apply(global_params, upd.delta)
+        skipped = len(upd.rejected) == len(sampled)
+        if skipped:   # every update was rejected: the global model stays as it is
+            print(f"round {r + 1}: every client update was rejected, round skipped: {upd.rejected}")
+        else:
+            if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
+            strat.apply(global_params, upd.delta)
         t_train = time.perf_counter() - t0
         load_params(net, serving_params(global_params, private, owner, dev))
         m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
@@ -489,9 +589,11 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         samples = sum(c.n_train for c in sampled) * local_epochs
         history.append(dict(round=r + 1, **m, train_loss=_weighted_mean(upd.client_stats, "train_loss"),
                             local_mae=_weighted_mean(upd.client_stats, "local_mae"), **client_spread(c_mae),
-                            clients=len(sampled), samples=samples, train_seconds=t_train,
+                            clients=len(sampled), rejected=len(upd.rejected), rejected_updates=upd.rejected, skipped=skipped,
+                            samples=samples, train_seconds=t_train,
                             samples_per_s=samples / max(t_train, 1e-9), seconds=time.perf_counter() - t0))
-        save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, global_params={n: t.cpu() for n, t in global_params.items()},
+        save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, fingerprint=fingerprint,
+                                              global_params={n: t.cpu() for n, t in global_params.items()},
                                               strategy=strat.state_dict(), private=None if private is None else private.state_dict(),
                                               history=history, client_last=client_last, client_losses=client_losses, rng=_rng_states()))
     # final figures
@@ -509,7 +611,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                  train_seconds=float(sum(h["train_seconds"] for h in history)))
     rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
     final.update(_ranking(rec, exp))
-    results = dict(params=params, rounds=history, clients=client_rows, final=final,
+    results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,
                    client_losses={str(k): v for k, v in sorted(client_losses.items())})
     save_results(out, results, pd.DataFrame(history))
     atomic_write(out / "clients.csv", lambda p: pd.DataFrame(client_rows).to_csv(p, index=False))

@@ -361,6 +361,7 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     sizes = [c.n_train for c in clients]
     stats = [dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
              for c in clients]
+    rejected, kept = [], torch.zeros((), dtype=torch.float64)
     for grp in plan_groups(sizes, max_clients, max_rows):
         cl = [clients[p] for p in grp]
         K = len(cl)
@@ -386,16 +387,31 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
                              *run)
         with torch.no_grad():
             w = weights[torch.as_tensor(grp, device=device)]
+            # the server's check of each client's update, batched: non-finite values per client and parameter
+            nonfinite = {name: _nonfinite_per_client(P[name], kinds[name], flat, K) for name in P}
+            ok = torch.stack(list(nonfinite.values())).sum(0) == 0
+            okl = ok.tolist()
+            if not all(okl):
+                bad = {name: v.tolist() for name, v in nonfinite.items()}
+                for k in (k for k in range(K) if not okl[k]):
+                    rejected.append(dict(cid=cl[k].cid, reason="; ".join(f"{name}: {bad[name][k]:,} non-finite values"
+                                                                          for name in P if bad[name][k])))
+            kept += w[ok].double().sum().cpu()
             for name in delta:
                 if kinds[name] is None:
-                    delta[name] += torch.tensordot(w, P[name] - glob[name], dims=1)
+                    d = P[name] - glob[name]
+                    if not all(okl): d = torch.where(_bcast(ok, d.dim()), d, 0)
+                    delta[name] += torch.tensordot(w, d, dims=1)
                 else:
                     rows, slot = flat[kinds[name]]
-                    delta[name].index_add_(0, rows, (P[name] - take_rows(glob[name], rows)) * _bcast(w[slot], P[name].dim()))
+                    d = (P[name] - take_rows(glob[name], rows))
+                    if not all(okl): d = torch.where(_bcast(ok[slot], d.dim()), d, 0)
+                    delta[name].index_add_(0, rows, d * _bcast(w[slot], P[name].dim()))
             if private is not None:
                 counts = [b - a for a, b in zip(ubounds[:-1], ubounds[1:])]
                 mine = {name: P[name].split(counts) for name in private_names}
-                for k, c in enumerate(cl): private.put(c.cid, {name: mine[name][k] for name in private_names})
+                for k, c in enumerate(cl):
+                    if okl[k]: private.put(c.cid, {name: mine[name][k] for name in private_names})
             # figures: mean loss over the last epoch's batches, local MAE / RMSE on the client's own rows
             per_epoch = (steps // cfg.local_epochs).to(device)
             t = torch.arange(losses.shape[0], device=device)[:, None]
@@ -404,10 +420,20 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
             abs_sum, sq_sum = _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, *run)
             nf = n.to(device, torch.float32)
             mae, rmse = (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
+        reasons = {r["cid"]: r["reason"] for r in rejected}
         for k, p in enumerate(grp.tolist()):
-            stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
+            if okl[k]: stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
+            else: stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=float("nan"), local_mae=float("nan"),
+                                  local_rmse=float("nan"), rejected=reasons[cl[k].cid])
         del P, anchor, losses
-    return RoundUpdate(delta, stats)
+    order = {c.cid: k for k, c in enumerate(clients)}
+    return RoundUpdate(delta, stats, sorted(rejected, key=lambda r: order[r["cid"]]), float(kept))
+
+def _nonfinite_per_client(t, kind, flat, K):
+    "(K,) number of non-finite values of each client in `t`: stacked dense (K, ...) or a flat row table (rows of `flat[kind]`)."
+    bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).sum(1)
+    if kind is None: return bad
+    return torch.zeros(K, dtype=bad.dtype, device=bad.device).index_add_(0, flat[kind][1], bad)
 
 # %% ../nbs/06c_vectorized.ipynb #bb6a9955
 def relative_difference(a: dict, b: dict) -> dict:

@@ -144,3 +144,159 @@ def test_papermill_bad_parameter_stops_in_first_cell(tmp_path):
     r = subprocess.run(cmd, env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "parameter strategy='fedsgd'" in (r.stdout + r.stderr)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+# --- checkpoints that are safe ------------------------------------------------------------------------------------------
+from fedrec_nb.experiment import prepare_experiment
+from fedrec_nb.federated import CheckpointError, load_checkpoint
+
+
+class _Evil:
+    "A pickle that would run a shell command when loaded by a plain `torch.load`."
+    def __init__(self, marker): self.marker = str(marker)
+    def __reduce__(self): return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(tmp_path):
+    marker, ck = tmp_path / "pwned", tmp_path / "checkpoints" / "round_0001.pt"
+    ck.parent.mkdir()
+    torch.save({"round": 1, "x": _Evil(marker)}, ck)
+    with pytest.raises(CheckpointError, match="round_0001.pt: refused"):
+        load_checkpoint(ck)
+    with pytest.raises(CheckpointError, match="round_0001.pt"):
+        run_federated(output_dir=tmp_path, resume=True, **dict(SMALL, rounds=2))
+    assert not marker.exists()
+
+
+def test_truncated_or_non_finite_checkpoint_names_the_file(tmp_path):
+    run_federated(output_dir=tmp_path, **dict(SMALL, rounds=1))
+    ck = latest_checkpoint(tmp_path / "checkpoints")
+    state = load_checkpoint(ck)
+    state["global_params"]["item_embedding.weight"][0, 0] = float("nan")
+    torch.save(state, ck)
+    with pytest.raises(CheckpointError, match=f"{ck.name}: non-finite.*item_embedding.weight"):
+        run_federated(output_dir=tmp_path, resume=True, **dict(SMALL, rounds=2))
+    ck.write_bytes(ck.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=f"{ck.name}: truncated or corrupt"):
+        run_federated(output_dir=tmp_path, resume=True, **dict(SMALL, rounds=2))
+
+
+def test_resume_refuses_other_data_and_fewer_rounds(tmp_path):
+    exp = prepare_experiment("synthetic", seed=42, test_size=0.1, output_dir=tmp_path)
+    run_federated(output_dir=tmp_path, experiment=exp, **dict(SMALL, rounds=2))
+    with pytest.raises(ParameterError, match="parameter rounds=1: below round 2"):
+        run_federated(output_dir=tmp_path, experiment=exp, resume=True, **dict(SMALL, rounds=1))
+    r0 = exp.train.rating.iloc[0]
+    exp.train = exp.train.assign(rating=np.r_[[2.0 if r0 == 1 else 1.0], exp.train.rating.to_numpy()[1:]])
+    with pytest.raises(ParameterError, match="other data or another split.*rows_sha256"):
+        run_federated(output_dir=tmp_path, experiment=exp, resume=True, **dict(SMALL, rounds=3))
+
+
+def test_resume_without_checkpoint_starts_fresh_and_says_so(tmp_path, capsys):
+    run_federated(output_dir=tmp_path, resume=True, **dict(SMALL, rounds=1))
+    assert "no checkpoint" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["resume"]["from_round"] == 0 and "started fresh" in saved["resume"]["note"]
+    again = run_federated(output_dir=tmp_path, resume=True, **dict(SMALL, rounds=2))
+    assert again["resume"]["from_round"] == 1 and [r["round"] for r in again["rounds"]] == [1, 2]
+
+
+# --- client updates that cannot poison the model ------------------------------------------------------------------------
+POISON = dict(dataset="synthetic", model="mf", partition="iid", num_clients=10, rounds=3, local_epochs=1, batch_size=256,
+              lr=3e-3, embedding_dim=8, device="cpu", progress=False, plots=False, seed=42)
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    "A clean experiment, and the same one whose client 3 holds 5 NaN ratings."
+    out = tmp_path_factory.mktemp("poison")
+    clean = prepare_experiment("synthetic", seed=42, test_size=0.1, output_dir=out)
+    parts = partition("iid", clean.train, clean.data, 10, 0.5, 42)
+    bad = prepare_experiment("synthetic", seed=42, test_size=0.1, output_dir=out)
+    rating = bad.train.rating.to_numpy(copy=True)
+    rating[np.asarray(parts[3])[:5]] = np.nan
+    bad.train = bad.train.assign(rating=rating)
+    return clean, bad
+
+
+@pytest.mark.parametrize("engine", ["sequential", "vectorized"])
+def test_a_nan_client_is_left_out_and_training_goes_on(tmp_path, poisoned, engine):
+    clean, bad = poisoned
+    ref = run_federated(output_dir=tmp_path / "clean", experiment=clean, engine=engine, **POISON)
+    res = run_federated(output_dir=tmp_path / "bad", experiment=bad, engine=engine, **POISON)
+    assert res["final"]["engine"] == engine
+    for r in res["rounds"]:
+        assert [x["cid"] for x in r["rejected_updates"]] == [3] and "non-finite" in r["rejected_updates"][0]["reason"]
+        assert not r["skipped"] and np.isfinite(r["test_rmse"])
+    assert all(r["rejected"] == 0 for r in ref["rounds"])
+    assert abs(res["final"]["test_rmse"] - ref["final"]["test_rmse"]) < 0.02   # one client in ten left out: within noise
+    saved = json.loads((tmp_path / "bad" / "results.json").read_text())
+    assert saved["rounds"][0]["rejected_updates"][0]["cid"] == 3
+
+
+def test_both_engines_reject_the_same_update_and_agree(tmp_path, poisoned):
+    _, bad = poisoned
+    a = run_federated(output_dir=tmp_path / "s", experiment=bad, engine="sequential", **POISON)
+    b = run_federated(output_dir=tmp_path / "v", experiment=bad, engine="vectorized", **POISON)
+    assert [r["rejected_updates"] for r in a["rounds"]] == [r["rejected_updates"] for r in b["rounds"]]
+    assert abs(a["final"]["test_rmse"] - b["final"]["test_rmse"]) < 1e-4
+
+
+def test_a_round_with_every_update_rejected_is_skipped(tmp_path, poisoned, capsys):
+    _, bad = poisoned
+    res = run_federated(output_dir=tmp_path, experiment=bad, engine="sequential", **dict(POISON, num_clients=1, rounds=2))
+    assert all(r["skipped"] and r["rejected"] == 1 for r in res["rounds"])
+    assert "every client update was rejected, round skipped" in capsys.readouterr().out
+    assert np.isfinite(res["final"]["test_rmse"])
+
+
+# --- parameters -----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,match", [
+    (dict(lr=float("inf")), "parameter lr=inf: must be a finite number"),
+    (dict(mu=float("inf")), "parameter mu=inf"),
+    (dict(server_lr=float("-inf")), "parameter server_lr=-inf"),
+    (dict(alpha=float("inf")), "parameter alpha=inf"),
+])
+def test_infinite_parameters_are_refused(tmp_path, bad, match):
+    with pytest.raises(ParameterError, match=match):
+        run_federated(output_dir=tmp_path, **dict(SMALL, **bad))
+
+
+def test_output_dir_that_cannot_be_written_is_refused_before_loading(tmp_path, monkeypatch):
+    import fedrec_nb.experiment as ex
+    monkeypatch.setattr(ex, "load_dataset", lambda *a, **k: pytest.fail("data loaded before the check"))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ParameterError, match="parameter output_dir=.*taken.*is a file"):
+        run_federated(output_dir=tmp_path / "taken", **SMALL)
+    with pytest.raises(ParameterError, match="parameter output_dir=.*cannot be created"):
+        run_federated(output_dir=tmp_path / "taken" / "run", **SMALL)
+    with pytest.raises(ParameterError, match="parameter checkpoint_dir="):
+        run_federated(output_dir=tmp_path / "ok", checkpoint_dir=tmp_path / "taken", **SMALL)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_parent_is_refused(tmp_path):
+    ro = tmp_path / "ro"; ro.mkdir(); ro.chmod(0o555)
+    try:
+        with pytest.raises(ParameterError, match="not writable"):
+            run_federated(output_dir=ro / "run", **SMALL)
+    finally: ro.chmod(0o755)
+
+
+def test_results_record_the_experiment_actually_run(tmp_path):
+    exp = prepare_experiment("synthetic", seed=42, test_size=0.25, split="user", output_dir=tmp_path)
+    res = run_federated(output_dir=tmp_path, experiment=exp, **dict(SMALL, rounds=1))
+    p = json.loads((tmp_path / "results.json").read_text())["params"]
+    assert (p["dataset"], p["test_size"], p["split"]) == ("synthetic", 0.25, "user")
+    assert res["params"]["test_size"] == 0.25
+
+
+def test_papermill_misspelled_parameter_stops_in_first_cell(tmp_path):
+    pytest.importorskip("papermill")
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "06_federated.ipynb"), str(tmp_path / "out.ipynb"),
+           "-p", "dataset", "synthetic", "-p", "output_dir", str(tmp_path / "run"), "-p", "num_client", "5",
+           "-k", "python3", "--language", "python", "--cwd", str(ROOT / "nbs")]
+    r = subprocess.run(cmd, env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "unknown parameter num_client" in out and "num_clients" in out
+    assert not (tmp_path / "run").exists()
