@@ -8,7 +8,8 @@ bucket of the user's number of training ratings. The seed sets the split (the te
 initialisations, the batch orders and the client sampling. Beyond accuracy: on the `random` split (07's), each model's
 top-10 unrated films for every training user: catalogue coverage, mean popularity rank, self-information, intra-list
 diversity of genres, share of the 100 most-rated films. Prints markdown tables and writes every run to
-runs/case_study_figures/.
+runs/case_study_figures/. Three seeds took 36 min on the shared 2-core development machine under load (one seed alone:
+about 6 min); the output of that run is benchmarks/results/case_study_figures.log.
 """
 import argparse, time
 from pathlib import Path
