@@ -1,6 +1,6 @@
 """The seed's federated round as written, against this project's engine, on the same data and round.
 
-    FEDREC_DATA=/work/shared/data .venv/bin/python benchmarks/bench_seed_round.py [--seed-batches 20] [--seed-eval-batches 3] [--engine both]
+    FEDREC_DATA=../shared/data .venv/bin/python benchmarks/bench_seed_round.py [--seed-batches 20] [--seed-eval-batches 3] [--engine both]
 
 Both sides: ML-100K, 90/10 random split (seed 42), 10 IID clients (`np.array_split` of the shuffled training rows, as
 the seed), the seed's ExpandedRecommender (embedding 50), one local epoch, batch 256, a fresh Adam(1e-3) per client.

@@ -68,8 +68,10 @@ class BiasModel(Recommender):
         self.reg_u, self.reg_i, self.n_epochs, self.use_user, self.use_item = reg_u, reg_i, n_epochs, use_user, use_item
 
     def _fit(self, train, data):
-        self.users, uidx = np.unique(train.user_id.to_numpy(), return_inverse=True)
-        self.items, iidx = np.unique(train.item_id.to_numpy(), return_inverse=True)
+        uidx, users = pd.factorize(train.user_id)  # hashing: exact for any raw ids (strings, big or mixed)
+        self.users = np.asarray(users.to_numpy())
+        iidx, items = pd.factorize(train.item_id)
+        self.items = np.asarray(items.to_numpy())
         r = train.rating.to_numpy(np.float64)
         self.mu = r.mean()
         self.bu, self.bi = np.zeros(len(self.users)), np.zeros(len(self.items))

@@ -13,9 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'DATASETS', 'RECBOLE_WHEEL', 'ML100K_GENRES',
-           'ML1M_OCCUPATIONS', 'ML1M_AGES', 'DATASET_NAMES', 'SPLIT_METHODS', 'RatingsData', 'cache_dir',
-           'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download', 'read_recbole_ml100k',
+__all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'DATASETS', 'EXPECTED', 'MAX_MEMBER_BYTES',
+           'NETWORK_TIMEOUT', 'RECBOLE_WHEEL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'ML1M_AGES', 'DATASET_NAMES',
+           'RATINGS_SUFFIXES', 'SPLIT_METHODS', 'RatingsData', 'cache_dir', 'find_movielens', 'file_digest', 'md5sum',
+           'sha256sum', 'atomic_download', 'read_recbole_ml100k', 'fetch_recbole_wheel', 'fetch_movielens',
            'DataFormatError', 'read_table', 'age_group', 'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings',
-           'validate_ratings', 'load_movielens', 'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens',
-           'load_dataset', 'split_ratings', 'cold_start_users', 'take_rows', 'Features', 'index_of', 'encode_features',
-           'encode_ratings']
+           'validate_ratings', 'id_order', 'unique_ids', 'id_rank', 'read_movielens_at', 'load_movielens',
+           'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens', 'load_dataset', 'is_ratings_path',
+           'split_ratings', 'cold_start_users', 'take_rows', 'Features', 'index_of', 'encode_features',
+           'encode_ratings', 'fetch_cli']
 
 # %% ../nbs/01_data.ipynb #65ab8a2a
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
@@ -81,6 +85,12 @@ DATASETS = {
 _REQUIRED = {"ml-100k": ["u.data", "u.user", "u.item"], "ml-1m": ["ratings.dat", "users.dat", "movies.dat"],
              "ml-latest-small": ["ratings.csv", "movies.csv"], "ml-25m": ["ratings.csv", "movies.csv"],
              "ml-32m": ["ratings.csv", "movies.csv"]}
+# what the published releases hold: sizes in bytes of their files, and (ratings, users, items) counts
+EXPECTED = {
+    "ml-100k": dict(sizes={"u.data": 1_979_173, "u.user": 22_628, "u.item": 236_344}, counts=(100_000, 943, 1_682)),
+    "ml-1m": dict(sizes={"users.dat": 134_368, "movies.dat": 171_308}, counts=(1_000_209, 6_040, 3_883)),
+}
+MAX_MEMBER_BYTES = 2 << 30  # the largest file read from a zip or folder (ml-32m's ratings.csv is about 0.9 GB)
 
 def cache_dir() -> Path:
     "The download cache: `FEDREC_CACHE` or `~/.cache/fedrec_nb`."
@@ -89,7 +99,7 @@ def cache_dir() -> Path:
 def _check_name(name):
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} "
-                         "(and 'synthetic', 'synthetic-ml-1m' through `load_dataset`).")
+                         "(and 'synthetic', 'synthetic-ml-1m' or a path to a .csv/.parquet ratings file through `load_dataset`).")
 
 def _search_dirs(data_dir=None):
     dirs = []
@@ -102,11 +112,17 @@ def _search_dirs(data_dir=None):
     return dirs
 
 def find_movielens(name="ml-100k", data_dir=None):
-    "Path of the zip or folder holding dataset `name`, or None when no search folder has it."
+    "Path of the folder, zip or (ML-100K) kept recbole wheel holding dataset `name`; None when no search folder has it."
     _check_name(name)
     for d in _search_dirs(data_dir):
-        if (d / name).is_dir() and all((d / name / f).exists() for f in _REQUIRED[name]): return d / name
+        if (d / name).is_dir():
+            missing = [f for f in _REQUIRED[name] if not (d / name / f).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{d / name}: this {name} folder lacks {', '.join(missing)}. Put the missing "
+                                        f"file(s) there, or move the folder away to let another source be used.")
+            return d / name
         if (d / f"{name}.zip").is_file(): return d / f"{name}.zip"
+        if name == "ml-100k" and (d / RECBOLE_WHEEL["file"]).is_file(): return d / RECBOLE_WHEEL["file"]
     return None
 
 # %% ../nbs/01_data.ipynb #1890bd6b
@@ -120,17 +136,24 @@ def file_digest(path, algorithm="md5", chunk=1 << 20):
 def md5sum(path): return file_digest(path, "md5")
 def sha256sum(path): return file_digest(path, "sha256")
 
-def atomic_download(url, dest, md5=None, progress=True, timeout=60):
+NETWORK_TIMEOUT = dict(io=15, total=60)  # seconds: one connect or read; a whole download (or `pip download`)
+
+def atomic_download(url, dest, md5=None, progress=True,
+                    timeout=None):  # seconds for the whole download; default NETWORK_TIMEOUT["total"]
     "Download `url` to `dest` through a temporary file; check `md5`; rename only when whole and right."
     from tqdm.auto import tqdm
+    total_s = NETWORK_TIMEOUT["total"] if timeout is None else timeout
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    t0 = time.monotonic()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT["io"]) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                for b in iter(lambda: resp.read(1 << 20), b""):
+                for b in iter(lambda: resp.read(1 << 16), b""):
                     out.write(b); bar.update(len(b))
+                    if time.monotonic() - t0 > total_s:
+                        raise TimeoutError(f"{url}: not complete after {total_s} s (pass timeout= to allow more)")
         if md5 is not None and (got := md5sum(tmp)) != md5:
             raise IOError(f"Checksum mismatch for {url}: MD5 {got}, expected {md5}. Nothing was kept.")
         os.replace(tmp, dest)
@@ -139,15 +162,18 @@ def atomic_download(url, dest, md5=None, progress=True, timeout=60):
     return dest
 
 # %% ../nbs/01_data.ipynb #b17cfbc3
-RECBOLE_WHEEL = dict(spec="recbole==1.2.1", sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407")
+RECBOLE_WHEEL = dict(spec="recbole==1.2.1", file="recbole-1.2.1-py3-none-any.whl",
+                     sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407")
 
 def read_recbole_ml100k(wheel_path):
     "Read ML-100K's ratings, users and items from a recbole wheel at `wheel_path` into a `RatingsData`."
     base = "recbole/dataset_example/ml-100k/ml-100k."
-    with zipfile.ZipFile(wheel_path) as z:
+    try: z = zipfile.ZipFile(wheel_path)
+    except zipfile.BadZipFile: raise DataFormatError(f"{wheel_path}: not a valid wheel (zip); delete it to fetch it again") from None
+    with z:
         def _tab(ext):
-            try: raw = z.read(base + ext)
-            except KeyError: raise ValueError(f"{wheel_path}: no {base + ext} inside; not a recbole 1.2.1 wheel.")
+            if base + ext not in z.namelist(): raise ValueError(f"{wheel_path}: no {base + ext} inside; not a recbole 1.2.1 wheel.")
+            raw = _read_member(z, base + ext, f"{wheel_path}:{base + ext}", MAX_MEMBER_BYTES)
             df = pd.read_csv(io.BytesIO(raw), sep="\t", encoding="utf-8", dtype=str, keep_default_na=False)
             df.columns = [c.split(":")[0] for c in df.columns]
             return df
@@ -162,17 +188,48 @@ def read_recbole_ml100k(wheel_path):
     items = pd.DataFrame({"item_id": item["item_id"].astype("int64"), "title": titles,
                           "year": years, "genres": [g.split() if g else ["unknown"] for g in item["class"]]})
     return _finish(RatingsData(ratings, users.sort_values("user_id", ignore_index=True),
-                               items.sort_values("item_id", ignore_index=True), "ml-100k", (1.0, 5.0)))
+                               items.sort_values("item_id", ignore_index=True), "ml-100k", (1.0, 5.0)),
+                   source=str(wheel_path))
 
-def _fetch_recbole_ml100k():
-    with tempfile.TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", d, RECBOLE_WHEEL["spec"]]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(d).glob("recbole-*.whl"))
-        if r.returncode != 0 or not wheels: raise IOError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()[-300:]}")
-        if (got := sha256sum(wheels[0])) != RECBOLE_WHEEL["sha256"]:
-            raise IOError(f"{wheels[0].name}: SHA-256 {got}, expected {RECBOLE_WHEEL['sha256']}")
-        return read_recbole_ml100k(wheels[0])
+def _pip_download(spec, dest, timeout):
+    "Run `pip download` of `spec` into `dest` (bounded); the path of the downloaded wheel."
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+           "--timeout", str(NETWORK_TIMEOUT["io"]), "--retries", "1", "-d", str(dest), spec]
+    try: r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired: raise TimeoutError(f"`pip download {spec}` did not finish within {timeout} s") from None
+    wheels = sorted(Path(dest).glob("*.whl"))
+    if r.returncode != 0 or not wheels:
+        raise IOError(f"`pip download {spec}` failed: {(r.stderr or r.stdout).strip()[-300:]}")
+    return wheels[0]
+
+def fetch_recbole_wheel(dest_dir=None, # where to keep it; default: the cache
+                        timeout=None,  # seconds for the whole `pip download`; default NETWORK_TIMEOUT["total"]
+                       ) -> Path:
+    "Download the recbole wheel from the package index, check its SHA-256 and keep it (atomically) in `dest_dir`."
+    dest_dir = Path(dest_dir or cache_dir()); dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".pip-") as d:
+        whl = _pip_download(RECBOLE_WHEEL["spec"], d, NETWORK_TIMEOUT["total"] if timeout is None else timeout)
+        if (got := sha256sum(whl)) != RECBOLE_WHEEL["sha256"]:
+            raise IOError(f"{whl.name} from the package index: SHA-256 {got}, expected {RECBOLE_WHEEL['sha256']}. Nothing was kept.")
+        os.replace(whl, dest_dir / RECBOLE_WHEEL["file"])
+    return dest_dir / RECBOLE_WHEEL["file"]
+
+def fetch_movielens(name="ml-100k", progress=True,
+                    timeout=None, # seconds per source; default NETWORK_TIMEOUT["total"]
+                   ) -> Path:
+    "Download dataset `name` into the cache through its sources in order (GroupLens with its MD5; for ML-100K then the recbole wheel); the kept file."
+    _check_name(name)
+    errors, md5 = [], DATASETS[name]["md5"]
+    url = GROUPLENS_URL.format(name=name)
+    if md5 is not None:
+        try: return atomic_download(url, cache_dir() / f"{name}.zip", md5, progress, timeout)
+        except Exception as e: errors.append(f"GroupLens ({url}): {e}")
+    else: errors.append(f"GroupLens: no published MD5 known for {name}, download refused")
+    if name == "ml-100k":
+        try: return fetch_recbole_wheel(timeout=timeout)
+        except Exception as e: errors.append(f"recbole wheel from the package index ({RECBOLE_WHEEL['spec']}): {e}")
+    raise FileNotFoundError(f"{name}: could not be downloaded. Tried " + "; ".join(errors) +
+                            f". Fix: download {name}.zip by hand and pass data_dir= or set FEDREC_DATA to its folder.")
 
 # %% ../nbs/01_data.ipynb #3be4c7a2
 class DataFormatError(ValueError):
@@ -241,24 +298,39 @@ def _ratings_frame(df):
     return pd.DataFrame({"user_id": df["user_id"].astype("int64"), "item_id": df["item_id"].astype("int64"),
                          "rating": df["rating"].astype("float32"), "timestamp": df["timestamp"].astype("int64")})
 
+def _read_member(z, member, where, limit):
+    "Bytes of zip member `member`, refusing (before and while reading) more than `limit` bytes: a crafted zip cannot exhaust memory."
+    size = z.getinfo(member).file_size
+    if size > limit:
+        raise DataFormatError(f"{where}: {size:,} bytes, above the {limit:,}-byte limit for one file "
+                              "(fedrec_nb.data.MAX_MEMBER_BYTES); not a MovieLens file, or raise the limit")
+    try:
+        with z.open(member) as fh: raw = fh.read(limit + 1)  # the CRC is checked when the member's end is reached
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        raise DataFormatError(f"{where}: cannot be read ({e}); the zip is truncated or corrupt") from None
+    if len(raw) > limit: raise DataFormatError(f"{where}: more than the {limit:,}-byte limit for one file when unpacked")
+    return raw
+
 class _Source:
-    "Reads member files from a zip or a folder, naming them as `zipname:member` in errors."
+    "Reads member files from a zip or a folder, at most `MAX_MEMBER_BYTES` each, naming them as `zipname:member` in errors."
     def __init__(self, path, name):
         self.path, self.name = Path(path), name
         if self.path.is_file():
             try: self.zip = zipfile.ZipFile(self.path)
             except zipfile.BadZipFile: raise DataFormatError(f"{self.path}: not a valid zip file (truncated or corrupt)") from None
-            bad = self.zip.testzip() if self.path.stat().st_size < 50_000_000 else None
-            if bad: raise DataFormatError(f"{self.path}: member {bad} is corrupt (CRC check failed)")
         else: self.zip = None
     def where(self, f): return f"{self.path}:{self.name}/{f}" if self.zip else str(self.path / f)
     def has(self, f):
-        return (f"{self.name}/{f}" in self.zip.namelist()) if self.zip else (self.path / f).exists()
+        return (f"{self.name}/{f}" in self.zip.namelist()) if self.zip else (self.path / f).is_file()
+    def size(self, f):
+        "Size in bytes of member `f` (as the zip declares it)."
+        return self.zip.getinfo(f"{self.name}/{f}").file_size if self.zip else (self.path / f).stat().st_size
     def read(self, f):
         if not self.has(f): raise FileNotFoundError(f"{self.where(f)} is missing")
-        try: return self.zip.read(f"{self.name}/{f}") if self.zip else (self.path / f).read_bytes()
-        except (zipfile.BadZipFile, EOFError, OSError) as e:
-            raise DataFormatError(f"{self.where(f)}: cannot be read ({e}); the zip is truncated or corrupt") from None
+        if self.zip: return _read_member(self.zip, f"{self.name}/{f}", self.where(f), MAX_MEMBER_BYTES)
+        if (n := self.size(f)) > MAX_MEMBER_BYTES:
+            raise DataFormatError(f"{self.where(f)}: {n:,} bytes, above the {MAX_MEMBER_BYTES:,}-byte limit for one file")
+        return (self.path / f).read_bytes()
 
 def _read_ml100k(src):
     r = read_table(src.read("u.data"), src.where("u.data"), "\t", RATING_COLUMNS, numeric=RATING_COLUMNS)
@@ -320,77 +392,135 @@ def validate_ratings(data: RatingsData, duplicates="error", unknown_ids="error",
     "Check scale, duplicates and unknown ids of `data`; return a cleaned copy or raise `DataFormatError`."
     src = source or data.name
     r = data.ratings
-    lo, hi = data.rating_scale
     if duplicates not in ("error", "last", "mean"): raise ValueError(f"duplicates={duplicates!r}: use 'error', 'last' or 'mean'")
     if unknown_ids not in ("error", "drop"): raise ValueError(f"unknown_ids={unknown_ids!r}: use 'error' or 'drop'")
-    if r["rating"].isna().any():
-        i = int(np.flatnonzero(r["rating"].isna().to_numpy())[0])
-        raise DataFormatError(f"{src}: rating missing in row {i} (user {r.user_id.iloc[i]}, item {r.item_id.iloc[i]})")
-    out = (r["rating"] < lo) | (r["rating"] > hi)
+    scale = data.rating_scale
+    try: lo, hi = (float(x) for x in scale)
+    except (TypeError, ValueError): raise ValueError(f"rating_scale={scale!r}: give two numbers (lowest, highest)") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"rating_scale={scale!r}: must be two finite numbers, lowest < highest, e.g. (1, 5)")
+    if len(r) == 0: raise DataFormatError(f"{src}: no ratings (the table is empty)")
+    v = r["rating"].to_numpy(np.float64)
+    if not np.isfinite(v).all():
+        i = int(np.flatnonzero(~np.isfinite(v))[0])
+        what = "missing (NaN)" if np.isnan(v[i]) else f"{v[i]} (not finite)"
+        raise DataFormatError(f"{src}: rating {what} in row {i} (user {r.user_id.iloc[i]!r}, item {r.item_id.iloc[i]!r}); "
+                              "every rating must be a finite number")
+    out = (v < lo) | (v > hi)
     if out.any():
-        i = int(np.flatnonzero(out.to_numpy())[0])
+        i = int(np.flatnonzero(out)[0])
         raise DataFormatError(f"{src}: {int(out.sum())} rating(s) outside the scale {lo}..{hi}; first in row {i} "
-                              f"(line {i + 1} of a headerless file): user {r.user_id.iloc[i]}, item {r.item_id.iloc[i]}, "
+                              f"(line {i + 1} of a headerless file): user {r.user_id.iloc[i]!r}, item {r.item_id.iloc[i]!r}, "
                               f"rating {r.rating.iloc[i]}")
     dup = r.duplicated(["user_id", "item_id"], keep=False)
     if dup.any():
         if duplicates == "error":
             i = int(np.flatnonzero(dup.to_numpy())[0])
             raise DataFormatError(f"{src}: {int(dup.sum())} rows share a (user_id, item_id) pair; first: row {i} "
-                                  f"(user {r.user_id.iloc[i]}, item {r.item_id.iloc[i]}). "
+                                  f"(user {r.user_id.iloc[i]!r}, item {r.item_id.iloc[i]!r}). "
                                   "Pass duplicates='last' or 'mean' to merge them.")
         if duplicates == "last": r = r.drop_duplicates(["user_id", "item_id"], keep="last")
-        else: r = r.groupby(["user_id", "item_id"], as_index=False, sort=False).agg(
+        else: r = r.groupby(["user_id", "item_id"], as_index=False, sort=False, dropna=False).agg(
                 rating=("rating", "mean"), timestamp=("timestamp", "max"))[RATING_COLUMNS]
     for col, table, what in (("user_id", data.users, "users"), ("item_id", data.items, "items")):
         missing = ~r[col].isin(table[col])
         if missing.any():
             if unknown_ids == "error":
-                ids = np.unique(r[col][missing])[:5].tolist()
+                ids = pd.unique(r[col][missing])[:5].tolist()
                 raise DataFormatError(f"{src}: {int(missing.sum())} rating(s) for {col}s missing from the {what} table, "
                                       f"e.g. {ids}. Pass unknown_ids='drop' to drop them.")
             r = r[~missing]
     return data.with_ratings(r.reset_index(drop=True))
 
+def id_order(ids) -> np.ndarray:
+    "Stable order of raw `ids` under a total order that exists for any ids: numbers by value first, then strings."
+    a = np.asarray(ids) if not isinstance(ids, (pd.Series, pd.Index)) else ids.to_numpy()
+    if a.dtype != object: return np.argsort(a, kind="stable")
+    try: return np.argsort(a, kind="stable")  # all-int or all-str object arrays sort natively
+    except TypeError:
+        key = [(0, x, "") if isinstance(x, (int, np.integer, float)) else (1, 0, str(x)) for x in a.tolist()]
+        return np.array(sorted(range(len(key)), key=key.__getitem__), dtype=np.int64)
+
+def unique_ids(ids, return_index=False, return_counts=False):
+    "`np.unique` for raw ids of any kind: the distinct ids in `id_order` (and each one's first position and count)."
+    a = np.asarray(ids) if not isinstance(ids, (pd.Series, pd.Index)) else ids.to_numpy()
+    o = id_order(a); s = a[o]
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
+    out = [s[first]]
+    if return_index: out.append(o[first])
+    if return_counts: out.append(np.diff(np.r_[first, len(s)]))
+    return out[0] if len(out) == 1 else tuple(out)
+
+def id_rank(ids) -> np.ndarray:
+    "Dense rank of each raw id in `id_order` (equal ids, equal rank): a number to sort any ids by."
+    a = np.asarray(ids) if not isinstance(ids, (pd.Series, pd.Index)) else ids.to_numpy()
+    o = id_order(a); s = a[o]
+    rank = np.empty(len(a), np.int64)
+    rank[o] = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1 if len(a) else []
+    return rank
+
 def _finish(data, **kw):
     data = validate_ratings(data, **kw)
-    # Every user and item table keys on a unique, sorted id.
+    # Every user and item table keys on a unique id, in `id_order`.
     for col, t in (("user_id", data.users), ("item_id", data.items)):
-        if t[col].duplicated().any(): raise DataFormatError(f"{data.name}: duplicate {col} in the {col[:-3]}s table")
-    data.users = data.users.sort_values("user_id", ignore_index=True)
-    data.items = data.items.sort_values("item_id", ignore_index=True)
+        if t[col].duplicated().any():
+            raise DataFormatError(f"{kw.get('source') or data.name}: duplicate {col} {t[col][t[col].duplicated()].iloc[0]!r} "
+                                  f"in the {col[:-3]}s table")
+    data.users = data.users.iloc[id_order(data.users["user_id"])].reset_index(drop=True)
+    data.items = data.items.iloc[id_order(data.items["item_id"])].reset_index(drop=True)
     return data
 
 # %% ../nbs/01_data.ipynb #cca1324e
+def _check_published(name, src, verify):
+    "Sizes of the files of a known release against what GroupLens published (before parsing)."
+    if not verify or name not in EXPECTED: return
+    for f, want in EXPECTED[name]["sizes"].items():
+        if src.has(f) and (got := src.size(f)) != want:
+            raise DataFormatError(f"{src.where(f)}: {got:,} bytes, but the published {name} file has {want:,}: this is a "
+                                  "modified or incomplete copy. Replace it with the original, or pass verify=False to read it as it is.")
+
+def _check_counts(data, name, where, verify):
+    if not verify or name not in EXPECTED: return data
+    files = {"ml-100k": ("u.data", "u.user", "u.item"), "ml-1m": ("ratings.dat", "users.dat", "movies.dat")}[name]
+    for f, what, got, want in zip(files, ("ratings", "users", "items"), (len(data.ratings), data.n_users, data.n_items),
+                                  EXPECTED[name]["counts"]):
+        if got != want:
+            raise DataFormatError(f"{where(f)}: {got:,} {what}, but the published {name} has {want:,}: this is a modified "
+                                  "or incomplete copy. Replace it with the original, or pass verify=False to read it as it is.")
+    return data
+
+def read_movielens_at(name, path, verify=True) -> RatingsData:
+    "Read dataset `name` from `path` (a zip, a folder or, for ML-100K, the recbole wheel), checking it when `verify`."
+    path = Path(path)
+    if path.suffix == ".whl":
+        if verify and (got := sha256sum(path)) != RECBOLE_WHEEL["sha256"]:
+            raise DataFormatError(f"{path}: SHA-256 {got}, expected {RECBOLE_WHEEL['sha256']} ({RECBOLE_WHEEL['spec']}). "
+                                  "Delete the file to fetch it again, or pass verify=False to read it as it is.")
+        return _check_counts(read_recbole_ml100k(path), name, lambda f: str(path), verify)
+    src = _Source(path, name)
+    _check_published(name, src, verify)
+    ratings, users, items = _READERS[name](src)
+    data = RatingsData(ratings, users, items, name, DATASETS[name]["scale"])
+    _check_counts(data, name, src.where, verify)  # counts as read, before any cleaning
+    return _finish(data, source=str(path))
+
 def load_movielens(name="ml-100k", # one of `DATASETS`
                    data_dir=None,  # folder holding `name.zip` or `name/`; searched before `FEDREC_DATA` and the cache
-                   download=True,  # download (checked) when no folder has it
+                   download=True,  # download (checked) into the cache when no folder has it
                    progress=True,  # show a tqdm bar while downloading
+                   verify=True,    # check a known release's file sizes and counts; False reads a modified copy
+                   timeout=None,   # seconds per download source (default NETWORK_TIMEOUT["total"])
                   ) -> RatingsData:
     "Load a MovieLens release as a `RatingsData`, with raw ids."
     _check_name(name)
     path = find_movielens(name, data_dir)
     if path is None:
-        tried = [str(d) for d in _search_dirs(data_dir)]
         if not download:
+            tried = [str(d) for d in _search_dirs(data_dir)]
             raise FileNotFoundError(f"{name}: not found in {tried} and download=False. Put {name}.zip in one of "
-                                    "them or set FEDREC_DATA to its folder.")
-        errors = []
-        md5 = DATASETS[name]["md5"]
-        if md5 is not None:
-            try:
-                path = atomic_download(GROUPLENS_URL.format(name=name), cache_dir() / f"{name}.zip", md5, progress)
-            except Exception as e: errors.append(f"GroupLens ({GROUPLENS_URL.format(name=name)}): {e}")
-        else: errors.append(f"GroupLens: no published MD5 known for {name}, download refused")
-        if path is None and name == "ml-100k":
-            try: return _fetch_recbole_ml100k()
-            except Exception as e: errors.append(f"recbole wheel ({RECBOLE_WHEEL['spec']}): {e}")
-        if path is None:
-            raise FileNotFoundError(f"{name}: not found in {tried}; " + "; ".join(errors) +
-                                    f". Fix: download {name}.zip by hand and pass data_dir= or set FEDREC_DATA.")
-    src = _Source(path, name)
-    ratings, users, items = _READERS[name](src)
-    return _finish(RatingsData(ratings, users, items, name, DATASETS[name]["scale"]), source=str(path))
+                                    f"them, set FEDREC_DATA to its folder, or run `python -m fedrec_nb.data fetch {name}`.")
+        path = fetch_movielens(name, progress, timeout)
+    return read_movielens_at(name, path, verify)
 
 # %% ../nbs/01_data.ipynb #c125ce02
 def load_ml1m_metadata(data_dir=None):
@@ -405,7 +535,78 @@ def load_ml1m_metadata(data_dir=None):
     raise FileNotFoundError(f"ML-1M users.dat/movies.dat not found in {[str(d) for d in _search_dirs(data_dir)]}")
 
 # %% ../nbs/01_data.ipynb #bfb612ad
-def load_ratings(ratings,              # DataFrame, or path to a .csv / .parquet file
+_PLAIN_INT = r"-?(?:0|[1-9][0-9]*)"  # how a text file spells an integer that reading back gives unchanged
+
+def _int_array(values):
+    "Python ints as an int64 array when all fit, else an object array of the ints themselves."
+    vals = list(values)
+    if all(-(1 << 63) <= v < (1 << 63) for v in vals): return np.array(vals, dtype=np.int64)
+    out = np.empty(len(vals), dtype=object); out[:] = vals
+    return out
+
+def _text_ids(s: pd.Series, col, src) -> np.ndarray:
+    "Ids read from a text file: integers when every value is a plain integer, else the exact strings."
+    s = s.astype(str)
+    if (empty := (s == "").to_numpy()).any():
+        raise DataFormatError(f"{src}: column {col} row {int(np.flatnonzero(empty)[0])}: missing id; every rating needs a {col}")
+    if len(s) and s.str.fullmatch(_PLAIN_INT).all(): return _int_array(int(x) for x in s)
+    out = np.empty(len(s), dtype=object); out[:] = s.tolist()
+    return out
+
+def _raw_ids(s: pd.Series, col: str, src) -> np.ndarray:
+    "The ids of column `col` as given, as a numpy array; refuses missing, boolean and non-whole float ids."
+    def bad(k, why): raise DataFormatError(f"{src}: column {col} row {k}: {why}")
+    na = s.isna().to_numpy()
+    if na.any(): bad(int(np.flatnonzero(na)[0]), f"missing id; every rating needs a {col}")
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt): bad(0, "ids are booleans; use integers or strings")
+    if pd.api.types.is_integer_dtype(dt): return s.to_numpy(dtype=getattr(dt, "numpy_dtype", dt))  # int64, uint64, ...: kept
+    if pd.api.types.is_float_dtype(dt):
+        v = s.to_numpy(np.float64)
+        notwhole = ~np.isfinite(v) | (v != np.round(v))
+        if notwhole.any(): k = int(np.flatnonzero(notwhole)[0]); bad(k, f"{float(v[k])!r} is not a whole number; ids must be integers or strings")
+        if (np.abs(v) > 2 ** 53).any(): bad(int(np.flatnonzero(np.abs(v) > 2 ** 53)[0]), "float ids above 2**53 may have lost digits; give them as integers or strings")
+        return v.astype(np.int64)
+    if pd.api.types.is_string_dtype(dt) and dt != object:  # a string column: every value a str
+        out = np.empty(len(s), dtype=object); out[:] = s.tolist(); return out
+    out = np.empty(len(s), dtype=object)
+    for k, x in enumerate(s.tolist()):  # object or string columns: every value on its own
+        if isinstance(x, (bool, np.bool_)): bad(k, f"{x!r} is a boolean; use integers or strings")
+        elif isinstance(x, (float, np.floating)):
+            if not (np.isfinite(x) and x == round(x)): bad(k, f"{x!r} is not a whole number; ids must be integers or strings")
+            x = int(x)
+        elif isinstance(x, np.integer): x = int(x)
+        elif not isinstance(x, (int, str)): bad(k, f"{x!r} of type {type(x).__name__}; ids must be integers or strings")
+        out[k] = x
+    if len(out) and all(type(x) is int for x in out): return _int_array(out)
+    return out
+
+def _timestamps(s: pd.Series, src) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        if s.isna().any(): raise DataFormatError(f"{src}: column timestamp row {int(np.flatnonzero(s.isna().to_numpy())[0])}: missing")
+        return (s.astype("datetime64[ns]").to_numpy().astype(np.int64) // 10 ** 9)
+    v = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(v).all():
+        k = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise DataFormatError(f"{src}: column timestamp row {k}: {s.iloc[k]!r} is not a finite number (seconds since 1970); "
+                              "fix it, or drop the column to load the ratings without time")
+    return v.astype(np.int64) if (v == np.round(v)).all() else v
+
+def _read_table_file(x, what, text_ids=("user_id", "item_id"), columns=None):
+    "A DataFrame, or the table in a .csv/.tsv/.txt/.parquet file; in text files the id columns stay text."
+    if x is None or isinstance(x, pd.DataFrame): return x, False
+    p = Path(x)
+    if not p.is_file(): raise FileNotFoundError(f"{what} file {str(p)!r} does not exist")
+    if p.suffix == ".parquet": return pd.read_parquet(p), False
+    if p.suffix in (".csv", ".tsv", ".txt"):
+        names = {c for c in text_ids} | {k for k, v in (columns or {}).items() if v in text_ids}
+        try: df = pd.read_csv(p, sep="\t" if p.suffix == ".tsv" else ",", dtype={c: str for c in names}, keep_default_na=False,
+                              na_values={c: [""] for c in ("rating", "timestamp")})
+        except (pd.errors.ParserError, UnicodeDecodeError) as e: raise DataFormatError(f"{p}: cannot be read as a table ({e})") from None
+        return df, True
+    raise ValueError(f"{what} file {str(p)!r}: use .csv, .tsv or .parquet")
+
+def load_ratings(ratings,              # DataFrame, or path to a .csv / .tsv / .parquet file
                  users=None,           # optional users table (DataFrame or path) with `user_id`
                  items=None,           # optional items table with `item_id` (title, year, genres optional)
                  columns=None,         # rename map, e.g. {"userId": "user_id", "movieId": "item_id"}
@@ -414,40 +615,41 @@ def load_ratings(ratings,              # DataFrame, or path to a .csv / .parquet
                  duplicates="error",   # 'error', 'last' or 'mean'
                  unknown_ids="error",  # 'error' or 'drop' ratings whose ids are not in `users`/`items`
                 ) -> RatingsData:
-    "Bring your own ratings into a `RatingsData`."
-    def _read(x, what):
-        if x is None or isinstance(x, pd.DataFrame): return x
-        p = Path(x)
-        if not p.exists(): raise FileNotFoundError(f"{what} file {str(p)!r} does not exist")
-        if p.suffix == ".parquet": return pd.read_parquet(p)
-        if p.suffix in (".csv", ".tsv", ".txt"): return pd.read_csv(p, sep="\t" if p.suffix == ".tsv" else ",")
-        raise ValueError(f"{what} file {str(p)!r}: use .csv, .tsv or .parquet")
-    src = ratings if not isinstance(ratings, pd.DataFrame) else name
-    r, u, i = (_read(ratings, "ratings"), _read(users, "users"), _read(items, "items"))
+    "Bring your own ratings into a `RatingsData`, keeping every id exactly as given."
+    src = name if isinstance(ratings, pd.DataFrame) else str(ratings)
+    (r, rtext), (u, utext), (i, itext) = (_read_table_file(ratings, "ratings", columns=columns),
+                                          _read_table_file(users, "users", columns=columns), _read_table_file(items, "items", columns=columns))
     if columns: r, u, i = (None if t is None else t.rename(columns=columns) for t in (r, u, i))
     missing = [c for c in ("user_id", "item_id", "rating") if c not in r.columns]
     if missing: raise ValueError(f"{src}: ratings need columns user_id, item_id, rating; missing {missing} "
                                  f"(have {list(r.columns)}; map names with columns=...)")
-    r = r.copy()
-    if "timestamp" not in r.columns: r["timestamp"] = np.arange(len(r))
-    for c in RATING_COLUMNS:
-        v = pd.to_numeric(r[c], errors="coerce")
-        if v.isna().any():
-            k = int(np.flatnonzero(v.isna().to_numpy())[0])
-            raise DataFormatError(f"{src}: column {c} row {k}: {r[c].iloc[k]!r} is not a number")
-        r[c] = v
-    r = _ratings_frame(r)
-    if u is None: u = pd.DataFrame({"user_id": np.unique(r["user_id"].to_numpy())})
-    if i is None: i = pd.DataFrame({"item_id": np.unique(r["item_id"].to_numpy())})
+    if len(r) == 0: raise DataFormatError(f"{src}: no ratings (the table is empty)")
+    ids = lambda t, c, text, where: _text_ids(t[c], c, where) if text else _raw_ids(t[c], c, where)
+    rating = pd.to_numeric(r["rating"], errors="coerce")
+    if (text := (rating.isna() & r["rating"].notna()).to_numpy()).any():  # NaN itself is named by validate_ratings
+        k = int(np.flatnonzero(text)[0])
+        raise DataFormatError(f"{src}: column rating row {k}: {r['rating'].iloc[k]!r} is not a number")
+    ts = _timestamps(r["timestamp"], src) if "timestamp" in r.columns else np.full(len(r), np.nan)  # NaN: no time known
+    out = pd.DataFrame({"user_id": ids(r, "user_id", rtext, src), "item_id": ids(r, "item_id", rtext, src),
+                        "rating": rating.to_numpy(np.float32), "timestamp": ts})
+    if rating_scale is not None:
+        try: scale = tuple(float(x) for x in rating_scale); assert len(scale) == 2
+        except (TypeError, ValueError, AssertionError): raise ValueError(f"rating_scale={rating_scale!r}: give two numbers (lowest, highest)") from None
+    else:
+        v = out["rating"].to_numpy(np.float64)
+        scale = (float(np.min(v)), float(np.max(v))) if np.isfinite(v).all() else (1.0, 5.0)  # validate_ratings names bad ones
+    if u is None: u = pd.DataFrame({"user_id": pd.unique(out["user_id"])})
+    else: u = u.assign(user_id=ids(u, "user_id", utext, f"{users} (users)"))
+    if i is None: i = pd.DataFrame({"item_id": pd.unique(out["item_id"])})
+    else: i = i.assign(item_id=ids(i, "item_id", itext, f"{items} (items)"))
     i = i.copy()
-    if "title" not in i: i["title"] = i["item_id"].astype(str)
+    if "title" not in i: i["title"] = [str(x) for x in i["item_id"]]
     if "year" not in i: i["year"] = pd.array([pd.NA] * len(i), dtype="Int64")
     if "genres" not in i: i["genres"] = [[] for _ in range(len(i))]
     else: i["genres"] = [g if isinstance(g, list) else ([] if not isinstance(g, str) or not g else g.split("|"))
                          for g in i["genres"]]
-    scale = tuple(map(float, rating_scale)) if rating_scale else (float(r.rating.min()), float(r.rating.max()))
-    return _finish(RatingsData(r, u, i[ITEM_COLUMNS + [c for c in i.columns if c not in ITEM_COLUMNS]], name, scale),
-                   duplicates=duplicates, unknown_ids=unknown_ids, source=str(src))
+    return _finish(RatingsData(out, u, i[ITEM_COLUMNS + [c for c in i.columns if c not in ITEM_COLUMNS]], name, scale),
+                   duplicates=duplicates, unknown_ids=unknown_ids, source=src)
 
 # %% ../nbs/01_data.ipynb #35bc03d8
 _SYN_GENRES = ML100K_GENRES[1:]
@@ -546,7 +748,7 @@ def synthetic_movielens(n_users=943,       # number of users (ignored when `user
     return _finish(RatingsData(ratings, users, items, "synthetic", (1.0, 5.0)))
 
 # %% ../nbs/01_data.ipynb #fb16b573
-def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized) or 'synthetic-ml-1m'
+def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized), 'synthetic-ml-1m', or a path to a ratings file
                  data_dir=None,  # where to look for files (see `load_movielens`)
                  seed=0,         # seed of the synthetic generators
                  download=True,  # may `load_movielens` download?
@@ -559,9 +761,15 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
         d = synthetic_movielens(n_users=6040, n_items=3883, n_ratings=1_000_209, seed=seed, users=users, items=items)
         d.name = "synthetic-ml-1m"
         return d
+    if is_ratings_path(name): return load_ratings(name, name=Path(name).stem)
     return load_movielens(name, data_dir, download=download)
 
 DATASET_NAMES = list(DATASETS) + ["synthetic", "synthetic-ml-1m"]
+RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+def is_ratings_path(name) -> bool:
+    "Whether a `dataset` value names a ratings file (`.csv`, `.tsv`, `.txt`, `.parquet`) rather than a known dataset."
+    return isinstance(name, (str, os.PathLike)) and Path(name).suffix.lower() in RATINGS_SUFFIXES
 
 # %% ../nbs/01_data.ipynb #9ab6c10e
 SPLIT_METHODS = ("random", "user", "temporal", "leave_one_out")
@@ -576,6 +784,13 @@ def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
     if method not in SPLIT_METHODS: raise ValueError(f"split method {method!r}: use one of {SPLIT_METHODS}")
     if method != "leave_one_out" and not 0 < test_size < 1: raise ValueError(f"test_size={test_size}: must be in (0, 1)")
     n = len(ratings)
+    if method in ("temporal", "leave_one_out"):
+        ts = ratings["timestamp"] if "timestamp" in ratings.columns else None
+        if ts is None or ts.isna().any():
+            where = "no timestamp column" if ts is None else f"no timestamp in {int(ts.isna().sum()):,} of {n:,} rows"
+            raise ValueError(f"split method {method!r} needs the time of every rating, and these ratings have {where} "
+                             "(load_ratings keeps a file without a timestamp column untimed). Use method='random' or "
+                             "'user', or load a file with a timestamp column.")
     if method == "random":
         perm = np.random.RandomState(seed).permutation(n)
         n_test = int(np.ceil(test_size * n))
@@ -586,7 +801,7 @@ def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
         train_idx, test_idx = order[: n - n_test], order[n - n_test:]
     else:
         rng = np.random.default_rng(seed)
-        u = ratings["user_id"].to_numpy()
+        u = pd.factorize(ratings["user_id"])[0]  # one code per user: exact for any ids
         if method == "user": key = rng.random(n)
         else: key = -ratings["timestamp"].to_numpy().astype(float) + rng.random(n) * 1e-3  # latest first, ties at random
         order = np.lexsort((key, u))
@@ -599,14 +814,20 @@ def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
         is_test = rank < n_test_u
         test_idx, train_idx = np.sort(order[is_test]), np.sort(order[~is_test])
     train, test = ratings.iloc[train_idx].reset_index(drop=True), ratings.iloc[test_idx].reset_index(drop=True)
-    k = lambda d: d["user_id"].to_numpy().astype(np.int64) * (1 << 32) + d["item_id"].to_numpy()
-    assert not np.isin(k(test), k(train)).any(), "a (user, item) pair is on both sides of the split"
+    pairs = lambda d: pd.MultiIndex.from_arrays([d["user_id"].to_numpy(), d["item_id"].to_numpy()])
+    leak = pairs(test).isin(pairs(train))
+    if leak.any():
+        i = int(np.flatnonzero(leak)[0])
+        raise ValueError(f"the (user_id, item_id) pair ({test.user_id.iloc[i]!r}, {test.item_id.iloc[i]!r}) is on both sides of "
+                         f"the split ({int(leak.sum())} test rows): the ratings hold it more than once. Load them with "
+                         "load_ratings(..., duplicates='last' or 'mean').")
     return train, test
 
 def cold_start_users(train: pd.DataFrame, max_ratings=20):
     "Ids of users with at most `max_ratings` ratings in `train`."
     c = train["user_id"].value_counts()
-    return np.sort(c.index[c <= max_ratings].to_numpy())
+    ids = c.index[c <= max_ratings].to_numpy()
+    return ids[id_order(ids)]
 
 # %% ../nbs/01_data.ipynb #ccd9eb6e
 def take_rows(table, index):
@@ -660,17 +881,30 @@ class Features:
                 if want(f): b[f] = take_rows(t, u)
         return b
 
+def _ids_array(ids) -> np.ndarray:
+    "`ids` as a numpy array without changing any value (a list mixing integers and strings stays mixed)."
+    if isinstance(ids, np.ndarray): return ids
+    if isinstance(ids, (pd.Series, pd.Index)): return ids.to_numpy()
+    a = np.asarray(ids)
+    if a.dtype.kind in "US" and a.size:  # numpy turns [1, "a"] into strings: keep the integers integers
+        o = np.asarray(ids, dtype=object)
+        if not all(isinstance(x, str) for x in o.ravel().tolist()): a = o
+    return a
+
 def index_of(known, ids, missing=-1):
-    "Positions of `ids` in the sorted array `known`; `missing` where an id is absent."
-    ids = np.asarray(ids)
+    "Positions of raw `ids` in `known` (unique raw ids); `missing` where an id is absent. Exact for any ids: integers of any size, strings, mixed."
+    known, ids = _ids_array(known), _ids_array(ids)
     if len(known) == 0: return np.full(ids.shape, missing, dtype=np.int64)
-    pos = np.searchsorted(known, ids).clip(0, len(known) - 1)
-    return np.where(known[pos] == ids, pos, missing).astype(np.int64)
+    if known.dtype.kind in "iu" and ids.dtype == known.dtype and (len(known) < 2 or (known[1:] > known[:-1]).all()):
+        pos = np.searchsorted(known, ids).clip(0, len(known) - 1)  # sorted integers of one type: binary search
+        return np.where(known[pos] == ids, pos, missing).astype(np.int64)
+    pos = pd.Index(known).get_indexer(ids.ravel()).reshape(ids.shape)  # hashing: any ids, any order
+    return np.where(pos >= 0, pos, missing).astype(np.int64)
 
 def _lookup(known, ids, missing, what):
     pos = index_of(known, ids)
     if missing is None and (pos < 0).any():
-        raise KeyError(f"unknown {what}s: {np.unique(np.asarray(ids)[pos < 0])[:5].tolist()}")
+        raise KeyError(f"unknown {what}s: {pd.unique(_ids_array(ids).ravel()[pos.ravel() < 0])[:5].tolist()}")
     return pos if missing is None else np.where(pos >= 0, pos, missing)
 
 def encode_features(data: RatingsData) -> Features:
@@ -704,3 +938,24 @@ def encode_ratings(ratings: pd.DataFrame, features: Features):
     i = features.item_index(ratings["item_id"].to_numpy(), missing=None)
     y = np.array(ratings["rating"].to_numpy(np.float32))  # a writable copy: pandas may hand out read-only views
     return torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(y)
+
+# %% ../nbs/01_data.ipynb #a1d5c0e6
+def fetch_cli(argv=None):
+    "`python -m fedrec_nb.data fetch NAME [--timeout S] [--data-dir DIR]`: fetch and check a dataset; 0 on success."
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m fedrec_nb.data", description="Fetch and check a MovieLens dataset into the cache.")
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="find or download NAME, check it, and keep it in the cache")
+    f.add_argument("name", choices=list(DATASETS))
+    f.add_argument("--timeout", type=float, default=None, help=f"seconds per download source (default {NETWORK_TIMEOUT['total']})")
+    f.add_argument("--data-dir", default=None, help="a folder to look in first")
+    a = p.parse_args(argv)
+    try:
+        path = find_movielens(a.name, a.data_dir) or fetch_movielens(a.name, progress=sys.stderr.isatty(), timeout=a.timeout)
+        data = read_movielens_at(a.name, path)
+    except (OSError, ValueError) as e:
+        print(f"fetch {a.name} failed: {e}", file=sys.stderr); return 1
+    print(f"{a.name}: {path} ({len(data.ratings):,} ratings, {data.n_users:,} users, {data.n_items:,} items; checked)")
+    return 0
+
+if __name__ == "__main__" and "__file__" in globals(): sys.exit(fetch_cli())  # `python -m fedrec_nb.data`, not the notebook

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from .data import index_of
+from .data import index_of, id_order, id_rank, unique_ids
 from .experiment import ParameterError, check_choice, check_number
 
 # %% auto #0
@@ -139,8 +139,8 @@ def _check_frame(df, name):
 def pad_by_user(user_ids, *columns, fill):
     "Group rows by user, keeping their given order within a user: the sorted users and each column as a `(n_users, max_rows)` matrix padded with `fill`."
     u = np.asarray(user_ids)
-    order = np.argsort(u, kind="stable")
-    users, start, counts = np.unique(u[order], return_index=True, return_counts=True)
+    order = id_order(u)  # any raw ids: numbers, strings, mixed
+    users, start, counts = unique_ids(u[order], return_index=True, return_counts=True)
     row = np.repeat(np.arange(len(users)), counts)
     col = np.arange(len(u)) - np.repeat(start, counts)
     out = []
@@ -162,7 +162,7 @@ def rated_ranking(user_ids, item_ids, ratings, predictions, # one entry per held
     u, i = np.asarray(user_ids), np.asarray(item_ids)
     r, p = np.asarray(ratings, np.float64), np.asarray(predictions, np.float64)
     if not (len(u) == len(i) == len(r) == len(p)): raise ValueError("user_ids, item_ids, ratings and predictions must have the same length")
-    order = np.argsort(-i, kind="stable") if ties == "item_id" else np.arange(len(u))
+    order = np.argsort(-id_rank(i), kind="stable") if ties == "item_id" else np.arange(len(u))
     users, _, (scores, rel) = pad_by_user(u[order], p[order], r[order] >= threshold, fill=(-np.inf, False))
     idx, ok = top_k(scores, k)
     hits = np.take_along_axis(rel, idx, 1) & ok
@@ -196,14 +196,14 @@ def _block_size(n_items, budget=2_000_000): return max(1, budget // max(n_items,
 def full_ranking(model, train, test, items, k=10, threshold=None, seed=0, block_size=None):
     "Top-k over every item of `items` each test user did not rate in `train`: `(users, hits, n_relevant, top_items)`."
     rel_test = test if threshold is None else test[test.rating.to_numpy() >= threshold]
-    users = np.unique(rel_test.user_id.to_numpy())
+    users = unique_ids(rel_test.user_id.to_numpy())
     n_items = len(items)
     perm = np.random.default_rng(seed).permutation(n_items)       # column j holds items[perm[j]]
     inv = np.empty(n_items, np.int64); inv[perm] = np.arange(n_items)
     col = lambda ids: np.where((p := index_of(items, ids)) >= 0, inv[np.maximum(p, 0)], -1)
     test_cols = col(rel_test.item_id.to_numpy())
     if (test_cols < 0).any():
-        raise ValueError(f"test item(s) {np.unique(rel_test.item_id.to_numpy()[test_cols < 0])[:5].tolist()} are not in `items`")
+        raise ValueError(f"test item(s) {pd.unique(rel_test.item_id.to_numpy()[test_cols < 0])[:5].tolist()} are not in `items`")
     tr = _rows_by_user(users, train.user_id.to_numpy(), col(train.item_id.to_numpy()))
     te = _rows_by_user(users, rel_test.user_id.to_numpy(), test_cols)
     n_rel = np.diff(te[2])
@@ -225,9 +225,9 @@ def sampled_ranking(model, train, test, items, k=10, threshold=None, n_negatives
     "Top-k of each held-out item among `n_negatives` items its user never rated: `(case_users, hits)`; one relevant item per case."
     cases = test if threshold is None else test[test.rating.to_numpy() >= threshold]
     cu, ci = cases.user_id.to_numpy(), index_of(items, cases.item_id.to_numpy())
-    if (ci < 0).any(): raise ValueError(f"test item(s) {np.unique(cases.item_id.to_numpy()[ci < 0])[:5].tolist()} are not in `items`")
-    o = np.argsort(cu, kind="stable"); cu, ci = cu[o], ci[o]
-    users = np.unique(cu)
+    if (ci < 0).any(): raise ValueError(f"test item(s) {pd.unique(cases.item_id.to_numpy()[ci < 0])[:5].tolist()} are not in `items`")
+    o = id_order(cu); cu, ci = cu[o], ci[o]
+    users = unique_ids(cu)
     both = pd.concat([train[["user_id", "item_id"]], test[["user_id", "item_id"]]])
     seen = _rows_by_user(users, both.user_id.to_numpy(), index_of(items, both.item_id.to_numpy()))
     case_user = index_of(users, cu)
@@ -277,7 +277,7 @@ def evaluate_ranking(model,              # a fitted `Recommender`
     check_number("seed", seed, lo=0, integer=True)
     if block_size is not None: check_number("block_size", block_size, lo=1, integer=True)
     _check_frame(train, "train"); _check_frame(test, "test")
-    items = np.unique(np.concatenate([train.item_id.to_numpy(), test.item_id.to_numpy()]) if items is None
+    items = unique_ids(np.concatenate([train.item_id.to_numpy(), test.item_id.to_numpy()]) if items is None
                       else np.asarray(items))
     t0 = time.perf_counter()
     res = dict(protocol=protocol, k=int(k), threshold=threshold,
@@ -291,12 +291,12 @@ def evaluate_ranking(model,              # a fitted `Recommender`
     elif protocol == "full":
         users, hits, n_rel, tops = full_ranking(model, train, test, items, k, threshold, seed, block_size)
         res.update(ranking_summary(hits, n_rel))
-        res["n_users_without_relevant"] = int(len(np.setdiff1d(np.unique(test.user_id.to_numpy()), users)))
+        res["n_users_without_relevant"] = int((index_of(users, pd.unique(test.user_id.to_numpy())) < 0).sum())
         res[f"coverage@{k}"] = catalogue_coverage(tops, len(items))
     else:
         cu, hits = sampled_ranking(model, train, test, items, k, threshold, n_negatives, seed, block_size)
         res.update(ranking_summary(hits, np.ones(len(hits), np.int64)))
         res["n_cases"] = res.pop("n_users"); res.pop("n_users_without_relevant"); res.pop(f"recall_micro@{k}")
-        res["n_users"], res["n_negatives"] = int(len(np.unique(cu))), int(n_negatives)
+        res["n_users"], res["n_negatives"] = int(len(pd.unique(cu))), int(n_negatives)
     res["seconds"] = time.perf_counter() - t0
     return res

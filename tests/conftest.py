@@ -13,12 +13,30 @@ def pytest_configure(config):
         os.environ["FEDREC_DATA"] = str(SHARED)
 
 
+def _has_ml100k(d):
+    "Whether folder `d` holds ML-100K in a form the loader reads: the zip, the folder or the kept recbole wheel."
+    from fedrec_nb.data import RECBOLE_WHEEL
+    d = Path(d)
+    return (d / "ml-100k.zip").is_file() or (d / "ml-100k").is_dir() or (d / RECBOLE_WHEEL["file"]).is_file()
+
+
 @pytest.fixture
 def data_dir():
-    "The folder with the real MovieLens zips; tests that need it are skipped without it."
+    """The folder with the real ML-100K: FEDREC_DATA, else the cache that `python -m fedrec_nb.data fetch ml-100k`
+    fills (scripts/test.sh runs it first); tests that need it are skipped without it."""
+    from fedrec_nb.data import cache_dir
+    for d in (os.environ.get("FEDREC_DATA"), cache_dir()):
+        if d and _has_ml100k(d):
+            return Path(d)
+    pytest.skip("real ML-100K not available (set FEDREC_DATA, or run `python -m fedrec_nb.data fetch ml-100k`)")
+
+
+@pytest.fixture
+def ml1m_dir():
+    "The folder with ML-1M's users and movies (ml-1m-metadata.zip or ml-1m.zip); tests that need it are skipped without it."
     d = os.environ.get("FEDREC_DATA")
-    if not d or not (Path(d) / "ml-100k.zip").exists():
-        pytest.skip("real MovieLens data not available (set FEDREC_DATA)")
+    if not d or not any((Path(d) / f).is_file() for f in ("ml-1m-metadata.zip", "ml-1m.zip")):
+        pytest.skip("ML-1M users/movies not available (set FEDREC_DATA to a folder with ml-1m-metadata.zip)")
     return Path(d)
 
 
