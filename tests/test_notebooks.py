@@ -8,7 +8,7 @@ import pytest
 from papermill.translators import PythonTranslator
 
 NBS = sorted((Path(__file__).resolve().parents[1] / "nbs").glob("[0-9]*.ipynb"))
-EXPERIMENTS = [p for p in NBS if re.match(r"0[2-7]_", p.name)]
+EXPERIMENTS = [p for p in NBS if re.match(r"0[2-7]_|07a_", p.name)]  # 06a-06i are modules without parameters
 
 
 @pytest.mark.parametrize("path", NBS, ids=lambda p: p.name)
