@@ -16,136 +16,23 @@ import torch.nn.functional as F
 
 from .data import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
+from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
+                              update_nbytes, transfer_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device)
+from .vectorized import local_train_vectorized, supports as vectorized_supports
+from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
+from .experiment import ParameterError, check_number, save_results, atomic_write
+from .federation import (DEVICES, ENGINES, check_federated_params, check_clients_fit, build_clients, sample_clients,
+                                  Federation, build_federation, load_client, save_clients)
+from .metrics import rating_metrics, evaluate_ranking
+from .baselines import Recommender
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'DEVICES', 'ENGINES', 'RESUMABLE', 'FEDERATED_PARAMETERS', 'ClientData',
-           'LocalConfig', 'client_generator', 'RoundUpdate', 'update_problem', 'PrivateState', 'predict_rows',
-           'local_train_sequential', 'FedAvg', 'FedAvgUnweighted', 'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi',
-           'make_strategy', 'check_federated_params', 'check_clients_fit', 'build_clients', 'sample_clients',
-           'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'data_fingerprint', 'save_checkpoint',
+__all__ = ['RESUMABLE', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
+           'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'data_fingerprint', 'save_checkpoint',
            'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume', 'train_central', 'run_federated',
            'FederatedRecommender', 'plot_federated']
 
-# %% ../nbs/06_federated.ipynb #b0d40379
-def _empty(dtype): return torch.empty(0, dtype=dtype)
-
-@dataclass
-class ClientData:
-    "One client's training rows and its held-out rows, as contiguous indices."
-    cid: int                  # client id, 0..K-1
-    users: torch.Tensor       # (n,) user index of each training row
-    items: torch.Tensor       # (n,) item index of each training row
-    ratings: torch.Tensor     # (n,) float32 ratings
-    test_users: torch.Tensor = field(default_factory=lambda: _empty(torch.long))    # held-out user indices
-    test_items: torch.Tensor = field(default_factory=lambda: _empty(torch.long))    # held-out item indices
-    test_ratings: torch.Tensor = field(default_factory=lambda: _empty(torch.float32))  # held-out ratings
-
-    @property
-    def n_train(self): return self.ratings.shape[0]
-    @property
-    def n_test(self): return self.test_ratings.shape[0]
-    def __repr__(self): return f"ClientData(cid={self.cid}, {self.n_train:,} train / {self.n_test:,} test rows)"
-
-@dataclass
-class LocalConfig:
-    "How each client trains in a round: a fresh Adam(lr) over `local_epochs` passes, FedProx weight `mu`."
-    local_epochs: int = 1   # passes over the client's rows
-    batch_size: int = 256   # mini-batch size (the last batch of an epoch is smaller)
-    lr: float = 1e-3        # Adam learning rate
-    mu: float = 0.0         # FedProx: adds (mu/2)*||theta - theta_start||^2 to every batch loss
-
-def client_generator(seed: int, round_idx: int, cid: int) -> torch.Generator:
-    "The CPU generator that alone decides client `cid`'s batch order in round `round_idx`."
-    g = torch.Generator()
-    g.manual_seed(int(seed) * 1_000_003 + int(round_idx) * 10_007 + int(cid))
-    return g
-
-@dataclass
-class RoundUpdate:
-    "What a round of local training sends back: the weighted sum of shared-parameter deltas and per-client figures."
-    delta: dict          # name -> sum_k w_k (theta_k - theta_global) over the accepted clients, shared parameters only
-    client_stats: list   # per client: cid, n_train, train_loss, local_mae, local_rmse
-    rejected: list = field(default_factory=list)  # updates left out: dict(cid, reason)
-    kept_weight: float = 1.0                       # sum of the accepted clients' weights (the server renormalises by it)
-
-def update_problem(params: dict,     # name -> tensor a client trained (shared and private)
-                   shapes: dict,     # name -> the shape the server expects
-                  ) -> str | None:
-    "Why the server must leave this client update out (a missing name, a wrong shape, non-finite values), or None."
-    problems = []
-    for n, shape in shapes.items():
-        if n not in params: problems.append(f"{n}: missing"); continue
-        t = params[n]
-        if tuple(t.shape) != tuple(shape): problems.append(f"{n}: shape {tuple(t.shape)} instead of {tuple(shape)}"); continue
-        bad = int((~torch.isfinite(t)).sum())
-        if bad: problems.append(f"{n}: {bad:,} non-finite values")
-    return "; ".join(problems) or None
-
-# %% ../nbs/06_federated.ipynb #3af37c41
-class PrivateState:
-    "Each client's own rows of the private (user-indexed) parameters."
-    def __init__(self, names, initial: dict):
-        self.names = tuple(names)                                                  # parameter names kept private
-        self.initial = {n: initial[n].detach().cpu().clone() for n in self.names}  # the initial global tables
-        self.users, self.rows = {}, {}                                             # cid -> users, cid -> {name: rows}
-
-    def get(self, client: ClientData):
-        "The client's users (sorted unique) and its rows `{name: (len(users), ...)}`, created on first use."
-        if client.cid not in self.users:
-            u = torch.unique(client.users.cpu())
-            self.users[client.cid] = u
-            self.rows[client.cid] = {n: self.initial[n][u].clone() for n in self.names}
-        return self.users[client.cid], self.rows[client.cid]
-
-    def put(self, cid: int, rows: dict):
-        "Store client `cid`'s rows after local training."
-        self.rows[cid] = {n: rows[n].detach().cpu().clone() for n in self.names}
-
-    def assemble(self, name: str, owner: np.ndarray) -> torch.Tensor:
-        "The full table `name` with each user's rows from the client that owns the user (`owner[u]`), initial rows elsewhere."
-        table = self.initial[name].clone()
-        own = torch.as_tensor(owner)
-        for cid, u in self.users.items():
-            mine = own[u] == cid
-            table[u[mine]] = self.rows[cid][name][mine]
-        return table
-
-    def state_dict(self): return dict(names=self.names, initial=self.initial, users=self.users, rows=self.rows)
-    def load_state_dict(self, s):
-        self.names, self.initial, self.users, self.rows = tuple(s["names"]), s["initial"], dict(s["users"]), dict(s["rows"])
-
 # %% ../nbs/06_federated.ipynb #2a7755b7
-def _as_device(device):
-    if device in (None, "auto"): return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-@torch.no_grad()
-def predict_rows(model, features: Features, users, items, batch_size=65_536) -> torch.Tensor:
-    "Predictions of `model` for index tensors `users`, `items`, in chunks (no gradient)."
-    f = model_inputs(model)
-    out = [model(features.batch(users[s:s + batch_size], items[s:s + batch_size], f)) for s in range(0, len(users), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
-
-def _client_view(model, glob: dict, c: ClientData, private, device):
-    "The client's local copy: user/item tables cut down to the rows it touches, indices remapped to those rows."
-    users, items = torch.unique(c.users), torch.unique(c.items)
-    rows = private.get(c)[1] if private is not None else None
-    params = {}
-    for n, t in glob.items():
-        if n in model.user_params: p = rows[n].to(device) if rows is not None and n in rows else t[users.to(device)]
-        elif n in model.item_params: p = t[items.to(device)]
-        else: p = t
-        params[n] = p.detach().clone().requires_grad_(True)
-    local_u = torch.searchsorted(users, c.users).to(device)
-    local_i = torch.searchsorted(items, c.items).to(device)
-    return params, users.to(device), items.to(device), local_u, local_i
-
-def _local_batch(features, u, i, lu, li, idx, fields=None):
-    "Model inputs for rows `idx` (the `fields` a model reads): features gathered by global index, embeddings looked up by local index."
-    b = features.batch(u[idx], i[idx], fields)
-    b["user"], b["item"] = lu[idx], li[idx]
-    return b
-
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
                            global_params: dict,     # name -> tensor: the global model at the start of the round
                            clients: list,           # the sampled `ClientData`, trained in this order
@@ -156,188 +43,26 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
                            round_idx: int,          # round number, 0-based
                            private: PrivateState | None = None,  # private user rows; None: user params are shared
                            device="cpu") -> RoundUpdate:
-    "Train each client from the global parameters in turn; return the weighted sum of their shared deltas and their figures."
+    "`train_client` on each client in turn; the weighted sum of the accepted shared deltas and every client's figures."
     device = _as_device(device)
     model = model.to(device)
     private_names = set(private.names) if private is not None else set()
     glob = {n: global_params[n].to(device) for n, _ in model.named_parameters()}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
-    call = lambda params, b: torch.func.functional_call(model, params, (b,))
-    fields = model_inputs(model)
     stats, rejected, kept = [], [], 0.0
     for k, c in enumerate(clients):
-        if c.n_train == 0:  # nothing to train on: no update, no figures (as the vectorized path)
-            stats.append(dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan")))
+        rows = {n: t.to(device) for n, t in private.get(c)[1].items()} if private is not None and c.n_train else None
+        res = train_client(model, glob, c, rows, cfg, seed, round_idx, features, device)
+        if c.n_train == 0: stats.append(dict(cid=c.cid, n_train=0, **res.stats)); continue
+        if (why := update_problem(res.update, glob, res.private_rows)) is not None:  # left out: no delta, no private rows
+            rejected.append(dict(cid=c.cid, reason=why))
+            stats.append(dict(cid=c.cid, n_train=c.n_train, **{k: float("nan") for k in res.stats}, rejected=why))
             continue
-        params, users, items, lu, li = _client_view(model, glob, c, private, device)
-        anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
-        opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True)
-        g = client_generator(seed, round_idx, c.cid)
-        u, i, y = c.users.to(device), c.items.to(device), c.ratings.to(device)
-        for _ in range(cfg.local_epochs):
-            order = torch.randperm(c.n_train, generator=g).to(device)
-            losses = []
-            for s in range(0, c.n_train, cfg.batch_size):
-                idx = order[s:s + cfg.batch_size]
-                mse = F.mse_loss(call(params, _local_batch(features, u, i, lu, li, idx, fields)), y[idx])
-                loss = mse
-                if anchor is not None:
-                    loss = loss + cfg.mu / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in params.items())
-                opt.zero_grad(set_to_none=False)
-                loss.backward()
-                opt.step()
-                losses.append(mse.detach())
-        with torch.no_grad():
-            w = float(weights[k])
-            shapes = {n: (len(users) if n in model.user_params else len(items) if n in model.item_params else glob[n].shape[0],
-                          *glob[n].shape[1:]) if glob[n].dim() else () for n in params}
-            if (why := update_problem(params, shapes)) is not None:   # left out: no delta, no private rows, no figures
-                rejected.append(dict(cid=c.cid, reason=why))
-                stats.append(dict(cid=c.cid, n_train=c.n_train, train_loss=float("nan"), local_mae=float("nan"),
-                                  local_rmse=float("nan"), rejected=why))
-                continue
-            kept += w
-            for n in delta:
-                step = params[n] - (glob[n][users] if n in model.user_params else glob[n][items] if n in model.item_params else glob[n])
-                if n in model.user_params: delta[n].index_add_(0, users, w * step)
-                elif n in model.item_params: delta[n].index_add_(0, items, w * step)
-                else: delta[n] += w * step
-            if private is not None: private.put(c.cid, {n: params[n] for n in private_names})
-            err = torch.cat([call(params, _local_batch(features, u, i, lu, li, torch.arange(s, min(s + 65_536, c.n_train), device=device), fields))
-                             for s in range(0, c.n_train, 65_536)]) - y
-            stats.append(dict(cid=c.cid, n_train=c.n_train,
-                              train_loss=float(torch.stack(losses).mean()) if losses else float("nan"),
-                              local_mae=float(err.abs().mean()), local_rmse=float(err.pow(2).mean().sqrt())))
+        w = float(weights[k]); kept += w
+        with torch.no_grad(): _accumulate(delta, res.update, w)
+        if private is not None: private.put(c.cid, res.private_rows)
+        stats.append(dict(cid=c.cid, n_train=c.n_train, **res.stats))
     return RoundUpdate(delta, stats, rejected, kept)
-
-# %% ../nbs/06_federated.ipynb #d23ab1d4
-STRATEGIES = ("fedavg", "fedavg_unweighted", "fedprox", "fedavgm", "fedadam", "fedyogi")
-
-class FedAvg:
-    "Weighted federated averaging: weights proportional to client sample counts, theta += delta."
-    name, weighted, server_lr = "fedavg", True, 1.0
-    def __init__(self, server_lr=None, mu=0.0):
-        if server_lr is not None: self.server_lr = float(server_lr)
-        self.mu, self.state = float(mu), {}
-    def client_weights(self, n_samples) -> torch.Tensor:
-        "Normalised aggregation weights for clients with `n_samples` training rows."
-        n = torch.as_tensor(n_samples, dtype=torch.float64)
-        w = n if self.weighted else torch.ones_like(n)
-        return (w / w.sum()).float()
-    @torch.no_grad()
-    def apply(self, params: dict, delta: dict):
-        "Update the shared `params` in place from the aggregated `delta`."
-        for n, d in delta.items(): params[n] += self.step(n, d)
-    def step(self, name, d): return self.server_lr * d
-    def state_dict(self): return {k: dict(v) for k, v in self.state.items()}
-    def load_state_dict(self, s): self.state = {k: dict(v) for k, v in s.items()}
-
-class FedAvgUnweighted(FedAvg):
-    "The seed's `average_weights`: every client counts the same."
-    name, weighted = "fedavg_unweighted", False
-
-class FedProx(FedAvg):
-    "FedAvg on the server; clients add (mu/2)||theta_k - theta||^2 to their loss."
-    name = "fedprox"
-
-class FedAvgM(FedAvg):
-    "FedAvg with server momentum (beta = 0.9)."
-    name, server_lr, beta = "fedavgm", 1.0, 0.9
-    def step(self, name, d):
-        v = self.state.setdefault("v", {})
-        v[name] = self.beta * v[name] + d if name in v else d.clone()
-        return self.server_lr * v[name]
-
-class FedAdam(FedAvg):
-    "Server-side Adam on the pseudo-gradient delta (Reddi et al. 2021)."
-    name, server_lr, beta1, beta2, tau = "fedadam", 1e-2, 0.9, 0.99, 1e-3
-    def _second(self, v, d2): return self.beta2 * v + (1 - self.beta2) * d2
-    def step(self, name, d):
-        m, v = self.state.setdefault("m", {}), self.state.setdefault("v", {})
-        m[name] = self.beta1 * m.get(name, torch.zeros_like(d)) + (1 - self.beta1) * d
-        v[name] = self._second(v.get(name, torch.full_like(d, self.tau ** 2)), d * d)
-        return self.server_lr * m[name] / (v[name].sqrt() + self.tau)
-
-class FedYogi(FedAdam):
-    "Server-side Yogi: Adam with an additive, sign-controlled second moment (Reddi et al. 2021)."
-    name = "fedyogi"
-    def _second(self, v, d2): return v - (1 - self.beta2) * d2 * torch.sign(v - d2)
-
-STRATEGY_CLASSES = {c.name: c for c in (FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi)}
-
-def make_strategy(name: str, server_lr=None, mu=0.0):
-    "The strategy object for the notebook's `strategy` parameter (`mu` only matters to fedprox)."
-    if name not in STRATEGY_CLASSES: raise ValueError(f"parameter strategy={name!r}: must be one of {list(STRATEGIES)}")
-    return STRATEGY_CLASSES[name](server_lr, mu if name == "fedprox" else 0.0)
-
-# %% ../nbs/06_federated.ipynb #d2a72b81
-from .experiment import (ParameterError, check_choice, check_number, check_output_dir, prepare_experiment,
-                                  save_results, atomic_write)
-from .partitions import PARTITIONS, partition as make_partition, client_of_user
-from .metrics import rating_metrics
-from .baselines import Recommender
-
-DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("vectorized", "sequential")
-
-def _check_bool(name, v):
-    if not isinstance(v, (bool, np.bool_)): raise ParameterError(f"parameter {name}={v!r}: must be True or False")
-
-def check_federated_params(model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1,
-                           batch_size=256, lr=1e-3, strategy="fedavg", mu=0.0, server_lr=None, client_fraction=1.0,
-                           private_user_embeddings=False, embedding_dim=32, device="auto", checkpoint_dir=None,
-                           resume=False, engine="vectorized", output_dir="runs/federated", **_):
-    "Raise `ParameterError` naming the first invalid federated parameter."
-    check_choice("model", model, list(MODELS))
-    check_choice("partition", partition, PARTITIONS)
-    check_number("num_clients", num_clients, lo=1, integer=True)
-    check_number("alpha", alpha, lo=0, lo_open=True)
-    check_number("rounds", rounds, lo=1, integer=True)
-    check_number("local_epochs", local_epochs, lo=1, integer=True)
-    check_number("batch_size", batch_size, lo=1, integer=True)
-    check_number("lr", lr, lo=0, lo_open=True)
-    check_choice("strategy", strategy, STRATEGIES)
-    check_number("mu", mu, lo=0)
-    if server_lr is not None: check_number("server_lr", server_lr, lo=0, lo_open=True)
-    check_number("client_fraction", client_fraction, lo=0, hi=1, lo_open=True)
-    _check_bool("private_user_embeddings", private_user_embeddings)
-    check_number("embedding_dim", embedding_dim, lo=1, integer=True)
-    check_choice("device", device, DEVICES)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("parameter device='cuda': no CUDA GPU is available here (use 'auto' or 'cpu')")
-    check_output_dir(output_dir)
-    if checkpoint_dir is not None: check_output_dir(checkpoint_dir, "checkpoint_dir")
-    _check_bool("resume", resume)
-    check_choice("engine", engine, ENGINES)
-
-def check_clients_fit(num_clients: int, train: pd.DataFrame):
-    "Raise `ParameterError` when there are more clients than users with training ratings."
-    n = train["user_id"].nunique()
-    if num_clients > n:
-        raise ParameterError(f"parameter num_clients={num_clients}: above the number of users with training ratings ({n:,})")
-
-# %% ../nbs/06_federated.ipynb #4efcc660
-def build_clients(u, i, y,          # training rows: user index, item index, rating tensors
-                  parts: list,      # row positions of each client (a partition)
-                  tu, ti, ty,       # held-out rows
-                  test_owner,       # client of each held-out row (-1: none)
-                 ) -> list:
-    "One `ClientData` per part, with the held-out rows its users own."
-    test_owner = torch.as_tensor(test_owner)
-    order = torch.argsort(test_owner, stable=True)
-    bounds = torch.searchsorted(test_owner[order], torch.arange(len(parts) + 1))
-    out = []
-    for k, p in enumerate(parts):
-        p = torch.as_tensor(p)
-        t = order[bounds[k]:bounds[k + 1]]
-        out.append(ClientData(k, u[p], i[p], y[p], tu[t], ti[t], ty[t]))
-    return out
-
-def sample_clients(num_clients: int, fraction: float, seed: int, round_idx: int) -> np.ndarray:
-    "Sorted ids of the clients taking part in round `round_idx`: max(1, round(fraction * K)) of them, drawn without replacement."
-    m = max(1, int(round(fraction * num_clients)))
-    if m >= num_clients: return np.arange(num_clients)
-    return np.sort(np.random.default_rng([int(seed), int(round_idx), 7]).choice(num_clients, m, replace=False))
 
 # %% ../nbs/06_federated.ipynb #99841189
 @torch.no_grad()
@@ -372,6 +97,29 @@ def evaluate_global(net, features, tu, ti, ty, test_owner, num_clients, rating_s
         c_mae = np.bincount(own[ok], np.abs(e[ok]), minlength=num_clients) / cnt
         c_rmse = np.sqrt(np.bincount(own[ok], e[ok] ** 2, minlength=num_clients) / cnt)
     return m, c_mae, c_rmse
+
+@torch.no_grad()
+def eval_sums(net, features, users, items, ratings, rating_scale) -> dict:
+    "Sums that add up over clients: count, absolute and squared error of clipped predictions, absolute percentage error, sum and sum of squares of the ratings."
+    pred = predict_rows(net, features, users, items).double().cpu().clamp(*rating_scale)
+    y = torch.as_tensor(ratings).double().cpu()
+    e = pred - y
+    return dict(count=int(len(y)), abs_err=float(e.abs().sum()), sq_err=float((e * e).sum()),
+                ape=float((e.abs() / y.abs().clamp_min(torch.finfo(torch.float64).eps)).sum()),
+                sum_y=float(y.sum()), sum_y2=float((y * y).sum()))
+
+def add_sums(parts) -> dict:
+    "Add `eval_sums` dicts (one per client) into one."
+    parts = list(parts)
+    return {k: sum(p[k] for p in parts) for k in ("count", "abs_err", "sq_err", "ape", "sum_y", "sum_y2")}
+
+def metrics_from_sums(s: dict) -> dict:
+    "MAE, RMSE, MSE, MAPE and R2 (the `test_` figures of `evaluate_global`) from `eval_sums`, or the sum of several clients' sums."
+    n = s["count"]
+    if n == 0: return {f"test_{k}": float("nan") for k in ("mae", "rmse", "mse", "mape", "r2")}
+    mse, var = s["sq_err"] / n, s["sum_y2"] / n - (s["sum_y"] / n) ** 2
+    return dict(test_mae=s["abs_err"] / n, test_rmse=math.sqrt(mse), test_mse=mse, test_mape=s["ape"] / n,
+                test_r2=1 - mse / var if var > 0 else float("nan"))
 
 # %% ../nbs/06_federated.ipynb #1b2670ec
 import hashlib, pickle
@@ -482,17 +230,9 @@ def train_central(net, features, u, i, y, tu, ti, ty, epochs=10, batch_size=256,
 def _pick_engine(engine, net, cfg, private, device):
     "The local-training function for `engine`, and the name of the one actually used."
     if engine == "sequential": return local_train_sequential, "sequential"
-    try:
-        from fedrec_nb import vectorized as vz
-        fn = vz.local_train_vectorized
-    except (ImportError, AttributeError) as e:
-        return local_train_sequential, f"sequential (vectorized unavailable: {e})"
-    supports = getattr(vz, "supports", None)
-    if supports is not None:
-        try: ok = supports(model=net, cfg=cfg, private=private, device=device)
-        except Exception as e: ok = False
-        if not ok: return local_train_sequential, "sequential (vectorized does not support this configuration)"
-    return fn, "vectorized"
+    if not vectorized_supports(model=net, cfg=cfg, private=private, device=device):
+        return local_train_sequential, "sequential (vectorized does not support this configuration)"
+    return local_train_vectorized, "vectorized"
 
 def _weighted_mean(stats, key):
     "Mean of `key` over the clients with figures (rejected and empty ones have none), weighted by their training rows."
@@ -522,27 +262,15 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   client_fraction=client_fraction, private_user_embeddings=private_user_embeddings,
                   embedding_dim=embedding_dim, device=device, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key)
-    check_federated_params(**params)
-    exp = experiment if experiment is not None else prepare_experiment(dataset, data_dir, seed, test_size, split, output_dir)
-    if experiment is not None:   # record the data and split actually used: the experiment's
-        params.update({k: exp.params[k] for k in ("dataset", "data_dir", "test_size", "split") if k in exp.params})
-        if exp.params.get("seed", seed) != seed: params["split_seed"] = exp.params["seed"]
-    check_clients_fit(num_clients, exp.train)
+    fed = build_federation(params, experiment)   # checks, data, split, clients, seeded model
+    params, exp, clients, owner, test_owner = fed.params, fed.experiment, fed.clients, fed.owner, fed.test_owner
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
     dev = _as_device(device)
     feats = exp.features.to(dev)
-    u, i, y = (t.clone() for t in encode_ratings(exp.train, exp.features))
-    tu, ti, ty = (t.clone() for t in encode_ratings(exp.test, exp.features))
+    (u, i, y), (tu, ti, ty) = fed.train, fed.test
     scale = exp.data.rating_scale
-    # partition and clients
-    parts = make_partition(partition, exp.train, exp.data, num_clients, alpha, seed, demographic_key, dirichlet_key)
-    owner = client_of_user(u.numpy(), parts, feats.n_users)
-    test_owner = owner[tu.numpy()]
-    clients = build_clients(u, i, y, parts, tu, ti, ty, test_owner)
-    # model, strategy, private state
-    torch.manual_seed(seed)
-    net = build_model(model, exp.features, embedding_dim, scale).to(dev)
+    net = fed.model.to(dev)
     global_params = {n: p.detach().clone() for n, p in net.named_parameters()}
     strat = make_strategy(strategy, server_lr, mu)
     private = PrivateState(net.user_params, global_params) if private_user_embeddings else None
@@ -564,6 +292,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         history, client_last, client_losses, start = state["history"], state["client_last"], state["client_losses"], state["round"]
         _set_rng_states(state["rng"])
     train_fn, engine_used = _pick_engine(engine, net, cfg, private, dev)
+    touched = [(int(torch.unique(c.users).numel()), int(torch.unique(c.items).numel())) for c in clients]
+    moved = [transfer_nbytes(net, global_params, nu, ni, private.names if private is not None else ()) if c.n_train else 0
+             for c, (nu, ni) in zip(clients, touched)]   # bytes each client receives and sends back per round (sparse rows)
     tu_d, ti_d = tu.to(dev), ti.to(dev)
     for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
         t0 = time.perf_counter()
@@ -589,7 +320,8 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         samples = sum(c.n_train for c in sampled) * local_epochs
         history.append(dict(round=r + 1, **m, train_loss=_weighted_mean(upd.client_stats, "train_loss"),
                             local_mae=_weighted_mean(upd.client_stats, "local_mae"), **client_spread(c_mae),
-                            clients=len(sampled), rejected=len(upd.rejected), rejected_updates=upd.rejected, skipped=skipped,
+                            clients=len(sampled), bytes_down=sum(moved[k] for k in chosen), bytes_up=sum(moved[k] for k in chosen),
+                            rejected=len(upd.rejected), rejected_updates=upd.rejected, skipped=skipped,
                             samples=samples, train_seconds=t_train,
                             samples_per_s=samples / max(t_train, 1e-9), seconds=time.perf_counter() - t0))
         save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, fingerprint=fingerprint,
@@ -657,9 +389,7 @@ class FederatedRecommender(Recommender):
     def __repr__(self): return f"FederatedRecommender({type(self.net).__name__ if hasattr(self, 'net') else self.model})"
 
 def _ranking(rec, exp) -> dict:
-    "Ranking figures through `fedrec_nb.metrics.evaluate_ranking` when it exists; otherwise a note."
-    try: from fedrec_nb.metrics import evaluate_ranking
-    except ImportError: return dict(ranking_note="fedrec_nb.metrics.evaluate_ranking not available: ranking skipped")
+    "Ranking figures of `rec` through `fedrec_nb.metrics.evaluate_ranking` (a failure of the ranking is noted, not fatal)."
     try:
         r = evaluate_ranking(rec, exp.train, exp.test)
         return {f"ranking_{k}": v for k, v in (r.items() if isinstance(r, dict) else {}.items())} or dict(ranking=r)

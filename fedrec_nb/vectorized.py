@@ -14,7 +14,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
-from .federated import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
+from .client import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
 from .models import model_inputs, row_params
 
 # %% auto #0

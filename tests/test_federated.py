@@ -300,3 +300,13 @@ def test_papermill_misspelled_parameter_stops_in_first_cell(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "unknown parameter num_client" in out and "num_clients" in out
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resume_on_cuda_gives_the_uninterrupted_metrics(tmp_path):
+    kw = dict(SMALL, device="cuda", engine="vectorized", partition="user", client_fraction=0.5, private_user_embeddings=True)
+    full = run_federated(output_dir=tmp_path / "full", **kw)
+    run_federated(output_dir=tmp_path / "cut", **dict(kw, rounds=2))
+    resumed = run_federated(output_dir=tmp_path / "cut", resume=True, **kw)
+    assert resumed["resume"]["from_round"] == 2
+    assert resumed["final"]["test_rmse"] == pytest.approx(full["final"]["test_rmse"], abs=1e-6)
