@@ -25,12 +25,13 @@ from .federation import (DEVICES, ENGINES, check_federated_params, check_clients
                                   Federation, build_federation, load_client, save_clients)
 from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
+from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
+                               check_resume, write_run_results, _rng_states, _set_rng_states)
 
 # %% auto #0
-__all__ = ['RESUMABLE', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
-           'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'data_fingerprint', 'save_checkpoint',
-           'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume', 'train_central', 'run_federated',
-           'FederatedRecommender', 'plot_federated']
+__all__ = ['FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
+           'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'run_federated', 'FederatedRecommender',
+           'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -120,80 +121,6 @@ def metrics_from_sums(s: dict) -> dict:
     mse, var = s["sq_err"] / n, s["sum_y2"] / n - (s["sum_y"] / n) ** 2
     return dict(test_mae=s["abs_err"] / n, test_rmse=math.sqrt(mse), test_mse=mse, test_mape=s["ape"] / n,
                 test_r2=1 - mse / var if var > 0 else float("nan"))
-
-# %% ../nbs/06_federated.ipynb #1b2670ec
-import hashlib, pickle
-
-RESUMABLE = ("rounds", "resume", "output_dir", "checkpoint_dir", "engine", "device", "data_dir")  # may change on resume
-
-def data_fingerprint(params: dict, *tensors) -> dict:
-    "What a checkpoint's training data and split were: dataset, split settings, row counts and a sha256 of the encoded rows."
-    h = hashlib.sha256()
-    for t in tensors: h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return dict(dataset=str(params["dataset"]), seed=params["seed"], test_size=params["test_size"], split=params["split"],
-                n_train=int(tensors[0].numel()), n_test=int(tensors[3].numel()) if len(tensors) > 3 else 0,
-                rows_sha256=h.hexdigest())
-
-def save_checkpoint(checkpoint_dir, round_done: int, state: dict) -> Path:
-    "Write `state` (tensors, numbers, strings, lists and dicts only) atomically as `round_NNNN.pt`; remove older checkpoints."
-    d = Path(checkpoint_dir); d.mkdir(parents=True, exist_ok=True)
-    path = atomic_write(d / f"round_{round_done:04d}.pt", lambda p: torch.save(state, p))
-    for old in d.glob("round_*.pt"):
-        if old != path: old.unlink(missing_ok=True)
-    return path
-
-def latest_checkpoint(checkpoint_dir) -> Path | None:
-    "The newest `round_NNNN.pt` in `checkpoint_dir`, or None."
-    found = sorted(Path(checkpoint_dir).glob("round_*.pt")) if checkpoint_dir and Path(checkpoint_dir).is_dir() else []
-    return found[-1] if found else None
-
-class CheckpointError(ValueError):
-    "A checkpoint that cannot be used; the message names the file."
-
-def load_checkpoint(path) -> dict:
-    "Read a checkpoint safely (`weights_only=True`: no code runs), on the CPU; refuse a corrupt file or non-finite parameters."
-    try: state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path}: refused, it holds objects other than tensors and plain data "
-                              f"(not written by fedrec_nb, or crafted): {str(e).splitlines()[0]}") from None
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path}: truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                              "delete it to start fresh, or point checkpoint_dir elsewhere") from None
-    need = {"round", "params", "fingerprint", "global_params", "strategy", "history", "rng"}
-    if not isinstance(state, dict) or not need <= set(state):
-        raise CheckpointError(f"checkpoint {path}: not a fedrec_nb checkpoint (missing {sorted(need - set(state) if isinstance(state, dict) else need)})")
-    tables = dict(state["global_params"])
-    if state.get("private"): tables.update({f"private rows of client {k}: {n}": t for k, r in state["private"]["rows"].items() for n, t in r.items()})
-    bad = [n for n, t in tables.items() if not torch.is_tensor(t) or not bool(torch.isfinite(t).all())]
-    if bad: raise CheckpointError(f"checkpoint {path}: non-finite or missing values in {bad[:5]}; it cannot be resumed")
-    return state
-
-def check_resume(state: dict, path, params: dict, fingerprint: dict):
-    "Raise `ParameterError` when checkpoint `state` (from `path`) cannot continue this run: other settings, other data, fewer rounds."
-    diff = {k: (state["params"].get(k), v) for k, v in params.items() if k not in RESUMABLE and state["params"].get(k) != v}
-    if diff: raise ParameterError(f"parameter resume=True: checkpoint {path} was written with other settings "
-                                  f"{ {k: f'{a!r} there, {b!r} here' for k, (a, b) in diff.items()} }")
-    fp = state["fingerprint"]
-    other = {k: f"{fp.get(k)!r} there, {v!r} here" for k, v in fingerprint.items() if fp.get(k) != v}
-    if other: raise ParameterError(f"parameter resume=True: checkpoint {path} was trained on other data or another split: {other}")
-    if params["rounds"] < state["round"]:
-        raise ParameterError(f"parameter rounds={params['rounds']}: below round {state['round']} of checkpoint {path} "
-                             f"(give rounds >= {state['round']}, or another checkpoint_dir)")
-
-def _rng_states():
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
-                           cached=float(cached)))
-
-def _set_rng_states(s):
-    "Restore the random states (all CPU tensors, as `load_checkpoint` reads them)."
-    torch.set_rng_state(s["torch"].cpu())
-    if s.get("cuda") and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
-    n = s["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-
 
 # %% ../nbs/06_federated.ipynb #e04d0d16
 def _train_epochs(net, opt, features, u, i, y, epochs, batch_size, g, anchor=None, mu=0.0) -> list:
@@ -345,8 +272,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     final.update(_ranking(rec, exp))
     results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,
                    client_losses={str(k): v for k, v in sorted(client_losses.items())})
-    save_results(out, results, pd.DataFrame(history))
-    atomic_write(out / "clients.csv", lambda p: pd.DataFrame(client_rows).to_csv(p, index=False))
+    write_run_results(out, results, history, client_rows)
     if plots: plot_federated(results, out)
     return dict(results, recommender=rec, experiment=exp)
 
