@@ -189,6 +189,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   client_fraction=client_fraction, private_user_embeddings=private_user_embeddings,
                   embedding_dim=embedding_dim, device=device, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key)
+    if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
+        from fedrec_nb.flower import run_flower
+        return run_flower(params, plots=plots)
     fed = build_federation(params, experiment)   # checks, data, split, clients, seeded model
     params, exp, clients, owner, test_owner = fed.params, fed.experiment, fed.clients, fed.owner, fed.test_owner
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ __all__ = ['DEVICES', 'ENGINES', 'DATA_KEYS', 'FEDERATION_DEFAULTS', 'check_fede
 
 # %% ../nbs/06f_federation.ipynb #d2a72b81
 DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("vectorized", "sequential")
+ENGINES = ("vectorized", "sequential", "flower")  # flower: Flower's simulation runtime (`fedrec_nb.flower`, the `flower` extra)
 
 def _check_bool(name, v):
     if not isinstance(v, (bool, np.bool_)): raise ParameterError(f"parameter {name}={v!r}: must be True or False")

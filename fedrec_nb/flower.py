@@ -32,7 +32,9 @@ from .data import Features, cache_dir
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
-from .federated import _weighted_mean, add_sums, client_spread, eval_sums, load_params, metrics_from_sums
+from .federated import (FederatedRecommender, _weighted_mean, add_sums, client_spread, eval_sums, load_params,
+                                 metrics_from_sums, plot_federated)
+from .records import write_run_results
 from .models import build_model
 from .strategies import make_strategy
 
@@ -268,8 +270,7 @@ def serve(grid: Grid, params: dict) -> dict:
             load_params(net, glob)
             own = add_sums([*sums.values(), eval_sums(net, fed.features, tu[orphan], ti[orphan], ty[orphan], fed.rating_scale)])
             c_mae, _ = _client_errors(sums, N)
-            history[-1].update(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums),
-                               seconds=history[-1]["train_seconds"] + time.perf_counter() - t0)
+            history[-1].update(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums))
         if r == p["rounds"]: break
         glob = strat.aggregate(glob, results)
         info = strat.last_round
@@ -281,7 +282,8 @@ def serve(grid: Grid, params: dict) -> dict:
                             clients=len(chosen), clients_answered=len(results), node_errors=errors, bytes_down=down,
                             bytes_up=sum(update_nbytes(res.update) for res in results),
                             rejected=len(info["rejected"]), rejected_updates=info["rejected"], skipped=info["skipped"],
-                            samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9)))
+                            samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
+                            seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
     c_mae, c_rmse = _client_errors(sums, N)
     clients = [dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, last_round=client_last.get(c.cid, {}).get("round", 0),
                     train_loss=client_last.get(c.cid, {}).get("train_loss", float("nan")),
@@ -293,8 +295,8 @@ def serve(grid: Grid, params: dict) -> dict:
                  train_seconds=float(sum(h["train_seconds"] for h in history)))
     results = dict(params=p, rounds=history, clients=clients, final=final,
                    client_losses={str(k): [[v["round"], v["train_loss"]]] for k, v in sorted(client_last.items())})
-    save_results(out, results, pd.DataFrame(history))
-    atomic_write(out / "clients.csv", lambda f: pd.DataFrame(clients).to_csv(f, index=False))
+    write_run_results(out, results, history, clients)
+    _SERVED[str(out)] = (fed, glob)
     return results
 
 def make_server_app(params: dict | None = None) -> ServerApp:
@@ -308,8 +310,10 @@ def make_server_app(params: dict | None = None) -> ServerApp:
 server_app = make_server_app()   # what `flower_app/pyproject.toml` names as the serverapp component
 
 # %% ../nbs/06g_flower.ipynb #97faf865
-def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False) -> dict:
-    "Run the experiment `params` through Flower's simulation runtime (Ray backend, one SuperNode per client); the results."
+_SERVED: dict = {}   # output_dir -> (Federation, final global parameters) of a ServerApp run in this process
+
+def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False, plots: bool = False) -> dict:
+    "Run the experiment `params` through Flower's simulation runtime (Ray backend, one SuperNode per client); the results, and the served `recommender` (None with private rows)."
     from flwr.simulation import run_simulation
     p = {**federated_defaults(), **params, "engine": "flower"}
     check_flower_params(p)
@@ -322,7 +326,17 @@ def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False)
                    verbose_logging=verbose)
     if not res_file.exists() or res_file.stat().st_mtime_ns == before:
         raise RuntimeError(f"the Flower simulation ended without writing {res_file}: see Flower's log above")
-    return load_results(out)
+    results, served = load_results(out), _SERVED.pop(str(out), None)
+    if plots: plot_federated(results, out)
+    return dict(results, recommender=_recommender(*served) if served is not None else None,
+                experiment=served[0].experiment if served is not None else None)
+
+def _recommender(fed: Federation, glob: dict):
+    "The served global model as a `Recommender`; None with private user rows, which never left their nodes."
+    if fed.params["private_user_embeddings"]: return None
+    load_params(fed.model, glob)
+    return FederatedRecommender.from_trained(fed.model, fed.features, fed.rating_scale,
+                                             float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
 
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment parameter or Flower-only setting."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install fedrec_nb with its dev tools into it. Idempotent.
+# Create .venv (if missing) and install fedrec_nb with its dev tools and the Flower extra into it. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,6 +14,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "      For the CPU build, stop and run: TORCH_CPU=1 bash $0  (or install torch from https://download.pytorch.org/whl/cpu first)" >&2
   fi
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,flower]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 .venv/bin/python -m pip check

@@ -73,3 +73,15 @@ def test_run_config_round_trip_and_unknown_keys():
     assert params_from_run_config(run_config_from_params(p)) == p
     with pytest.raises(ValueError, match="num_client"):
         params_from_run_config({"num_client": 5})
+
+
+def test_run_federated_engine_flower(tmp_path, slice_csv):
+    "`run_federated(engine='flower')` writes the same results.json and serves the global model as a Recommender."
+    p = dict(BASE, dataset=str(slice_csv), rounds=1)
+    res = run_federated(**dict(p, output_dir=str(tmp_path / "fl")), engine="flower", progress=False, plots=False)
+    seq = _sequential(p, tmp_path / "seq")
+    assert res["params"]["engine"] == "flower" and res["final"]["engine"] == "flower"
+    assert res["final"]["test_rmse"] == pytest.approx(seq["final"]["test_rmse"], abs=1e-6)
+    users, items = seq["experiment"].test.user_id.to_numpy()[:5], seq["experiment"].test.item_id.to_numpy()[:5]
+    np.testing.assert_allclose(res["recommender"].predict(users, items), seq["recommender"].predict(users, items), atol=1e-5)
+    assert set(seq["rounds"][0]) - set(res["rounds"][0]) <= {"test_mae_unclipped"}
