@@ -16,7 +16,8 @@ from .models import model_inputs
 
 # %% auto #0
 __all__ = ['ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult', 'update_nbytes',
-           'transfer_nbytes', 'update_problem', 'RoundUpdate', 'predict_rows', 'train_client']
+           'transfer_nbytes', 'update_problem', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update',
+           'predict_rows', 'train_client']
 
 # %% ../nbs/06d_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -160,6 +161,35 @@ class RoundUpdate:
     client_stats: list   # per client: cid, n_train, train_loss, local_mae, local_rmse
     rejected: list = field(default_factory=list)  # updates left out: dict(cid, reason)
     kept_weight: float = 1.0                       # sum of the accepted clients' weights (the server renormalises by it)
+    updates: ClientUpdates | None = None           # per-client rows, when the server asked for them (`per_client=True`)
+
+@dataclass
+class ClientUpdates:
+    "Every accepted client's update of the shared parameters as one row of a (K, P) matrix: what server-side defences need."
+    cids: list            # the clients, in row order
+    n_train: list         # their training rows (the weighted strategies' weights)
+    U: torch.Tensor       # (K, P) float: row k is client k's delta, flattened in the layout `shapes`
+    mask: torch.Tensor    # (K, P) bool: True where client k touched the coordinate (its rows of user/item tables, every dense one)
+    shapes: dict          # name -> shape: the layout (`fedrec_nb.robust.unstack` turns a (P,) row back into tensors)
+    def __len__(self): return len(self.cids)
+
+def update_layout(global_params: dict, private_names=()) -> dict:
+    "`{name: shape}` of the shared parameters in the model's order: the columns of `ClientUpdates.U`."
+    return {n: tuple(t.shape) for n, t in global_params.items() if n not in set(private_names)}
+
+def flatten_update(update: dict, shapes: dict, device=None) -> tuple:
+    "A client's update (dense tensors and `SparseRows`) as one (P,) row in the layout `shapes`, and its (P,) touched mask."
+    parts, masks = [], []
+    for n, s in shapes.items():
+        v = update.get(n)
+        if v is None: t, m = torch.zeros(s, device=device), torch.zeros(s, dtype=torch.bool, device=device)
+        elif isinstance(v, SparseRows):
+            t = v.dense(s[0]).to(device)
+            m = torch.zeros(s[0], dtype=torch.bool, device=t.device).index_fill_(0, v.index.to(t.device), True)
+            m = m.reshape(-1, *[1] * (len(s) - 1)).expand(s)
+        else: t, m = v.to(device), torch.ones(s, dtype=torch.bool, device=device)
+        parts.append(t.reshape(-1).float()); masks.append(m.reshape(-1))
+    return torch.cat(parts), torch.cat(masks)
 
 def _accumulate(delta: dict, update: dict, w: float):
     "Add `w` times a client's update to the running sum `delta` (`SparseRows` with `index_add_`)."

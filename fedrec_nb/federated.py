@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from .data import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
-                              update_nbytes, transfer_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device)
+                              update_nbytes, transfer_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device,
+                              ClientUpdates, update_layout, flatten_update)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
 from .experiment import ParameterError, check_number, save_results, atomic_write
@@ -25,6 +26,8 @@ from .federation import (DEVICES, ENGINES, check_federated_params, check_clients
                                   Federation, build_federation, load_client, save_clients)
 from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
+from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params, score_matrix
+from .robust import exposure_ratio
 from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, _rng_states, _set_rng_states)
 
@@ -43,7 +46,9 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
                            seed: int,               # run seed (with round and client id: the batch order)
                            round_idx: int,          # round number, 0-based
                            private: PrivateState | None = None,  # private user rows; None: user params are shared
-                           device="cpu") -> RoundUpdate:
+                           device="cpu",
+                           per_client: bool = False,  # also return each accepted client's update (`RoundUpdate.updates`)
+                          ) -> RoundUpdate:
     "`train_client` on each client in turn; the weighted sum of the accepted shared deltas and every client's figures."
     device = _as_device(device)
     model = model.to(device)
@@ -51,6 +56,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
     glob = {n: global_params[n].to(device) for n, _ in model.named_parameters()}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
     stats, rejected, kept = [], [], 0.0
+    layout, rows_u, rows_m, ids, sizes = update_layout(glob, private_names), [], [], [], []
     for k, c in enumerate(clients):
         rows = {n: t.to(device) for n, t in private.get(c)[1].items()} if private is not None and c.n_train else None
         res = train_client(model, glob, c, rows, cfg, seed, round_idx, features, device)
@@ -63,7 +69,15 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
         with torch.no_grad(): _accumulate(delta, res.update, w)
         if private is not None: private.put(c.cid, res.private_rows)
         stats.append(dict(cid=c.cid, n_train=c.n_train, **res.stats))
-    return RoundUpdate(delta, stats, rejected, kept)
+        if per_client:
+            v, m = flatten_update(res.update, layout, device)
+            rows_u.append(v); rows_m.append(m); ids.append(c.cid); sizes.append(c.n_train)
+    ups = None
+    if per_client:
+        P = sum(math.prod(s) for s in layout.values())
+        ups = ClientUpdates(ids, sizes, torch.stack(rows_u) if rows_u else torch.zeros(0, P, device=device),
+                            torch.stack(rows_m) if rows_m else torch.zeros(0, P, dtype=torch.bool, device=device), layout)
+    return RoundUpdate(delta, stats, rejected, kept, ups)
 
 # %% ../nbs/06_federated.ipynb #99841189
 @torch.no_grad()
@@ -161,6 +175,33 @@ def _pick_engine(engine, net, cfg, private, device):
         return local_train_sequential, "sequential (vectorized does not support this configuration)"
     return local_train_vectorized, "vectorized"
 
+def _drop_list(drop) -> tuple:
+    "`drop_inputs` as a tuple of group names: a comma-separated string (papermill's `-p drop_inputs genres,age`) or a sequence."
+    if drop is None: return ()
+    if isinstance(drop, str): return tuple(s.strip() for s in drop.split(",") if s.strip())
+    return tuple(drop)
+
+def _raw_id(v):
+    "A raw id as a JSON value (numpy integers become ints)."
+    return v.item() if hasattr(v, "item") else v
+
+def _defences(params, fed, net) -> Defences:
+    "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
+    tgt = None
+    if params["attack"] == "promote_item" and params["target_item"] is not None:
+        tgt = int(fed.features.item_index(np.array([params["target_item"]], dtype=object))[0])
+        if tgt < 0: raise ParameterError(f"parameter target_item={params['target_item']!r}: not an item id of {params['dataset']}")
+    counts = np.bincount(fed.train[1].numpy(), minlength=fed.features.n_items)
+    return Defences(params, params["num_clients"], net, counts, params["partition"] == "user", tgt)
+
+def _no_update(global_params, private, device) -> RoundUpdate:
+    "The round's update when no sampled client answered: nothing to add (DP still adds its noise)."
+    names = private.names if private is not None else ()
+    layout = update_layout(global_params, names)
+    P = sum(math.prod(s) for s in layout.values())
+    return RoundUpdate({n: torch.zeros_like(t) for n, t in global_params.items() if n not in names}, [], [], 0.0,
+                       ClientUpdates([], [], torch.zeros(0, P, device=device), torch.zeros(0, P, dtype=torch.bool, device=device), layout))
+
 def _weighted_mean(stats, key):
     "Mean of `key` over the clients with figures (rejected and empty ones have none), weighted by their training rows."
     n = np.array([s["n_train"] for s in stats], float); v = np.array([s[key] for s in stats], float)
@@ -169,12 +210,17 @@ def _weighted_mean(stats, key):
 
 FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
                         "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
-                        "checkpoint_dir resume engine").split()  # the notebook's parameters cell
+                        "checkpoint_dir resume engine drop_inputs").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
 
 def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                   model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
                   lr=3e-3, strategy="fedavg", mu=0.01, server_lr=None, client_fraction=1.0, private_user_embeddings=False,
                   embedding_dim=32, device="auto", checkpoint_dir=None, resume=False, engine="vectorized",
+                  drop_inputs=(),               # input groups the model leaves out (`fedrec_nb.models.build_model`'s `drop`)
+                  aggregator="mean", trim_fraction=0.1, krum_f=1, clip_norm=1.0,   # robust aggregation (`fedrec_nb.defences`)
+                  attack="none", attack_fraction=0.0, attack_scale=10.0, target_item=None,  # simulated attackers
+                  dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,            # DP-FedAvg (0: off)
+                  client_dropout=0.0,           # probability that a sampled client does not answer
                   demographic_key="occupation", # attribute of partition='demographic'
                   dirichlet_key="rating",       # class of partition='dirichlet': 'rating' or 'genre'
                   progress=True,                # show a tqdm bar over rounds
@@ -188,7 +234,12 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   local_epochs=local_epochs, batch_size=batch_size, lr=lr, strategy=strategy, mu=mu, server_lr=server_lr,
                   client_fraction=client_fraction, private_user_embeddings=private_user_embeddings,
                   embedding_dim=embedding_dim, device=device, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-                  resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key)
+                  resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key,
+                  drop_inputs=list(_drop_list(drop_inputs)), aggregator=aggregator, trim_fraction=trim_fraction,
+                  krum_f=krum_f, clip_norm=clip_norm, attack=attack, attack_fraction=attack_fraction,
+                  attack_scale=attack_scale, target_item=target_item, dp_noise_multiplier=dp_noise_multiplier,
+                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout)
+    check_defence_params(**params)
     if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
         from fedrec_nb.flower import run_flower
         return run_flower(params, plots=plots)
@@ -222,28 +273,47 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         history, client_last, client_losses, start = state["history"], state["client_last"], state["client_losses"], state["round"]
         _set_rng_states(state["rng"])
     train_fn, engine_used = _pick_engine(engine, net, cfg, private, dev)
+    guard = _defences(params, fed, net)
+    rated = None
+    if guard.target is not None:   # who rated what in training: the exposure ratio counts the others
+        rated = torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool, device=dev)
+        rated[u.to(dev), i.to(dev)] = True
     touched = [(int(torch.unique(c.users).numel()), int(torch.unique(c.items).numel())) for c in clients]
     moved = [transfer_nbytes(net, global_params, nu, ni, private.names if private is not None else ()) if c.n_train else 0
              for c, (nu, ni) in zip(clients, touched)]   # bytes each client receives and sends back per round (sparse rows)
     tu_d, ti_d = tu.to(dev), ti.to(dev)
     for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
         t0 = time.perf_counter()
-        chosen = sample_clients(num_clients, client_fraction, seed, r)
+        drawn, chosen, fakes = guard.participants(r)   # sampled, answering (client_dropout), fake users (promote_item)
         sampled = [clients[k] for k in chosen]
-        w = strat.client_weights([c.n_train for c in sampled])
-        try: upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev)
-        except NotImplementedError as e:
-            train_fn, engine_used = local_train_sequential, f"sequential (vectorized: {e})"
-            upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev)
-        skipped = len(upd.rejected) == len(sampled)
-        if skipped:   # every update was rejected: the global model stays as it is
-            print(f"round {r + 1}: every client update was rejected, round skipped: {upd.rejected}")
+        if sampled:
+            w = strat.client_weights([c.n_train for c in sampled])
+            try: upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev, per_client=guard.per_client)
+            except NotImplementedError as e:
+                train_fn, engine_used = local_train_sequential, f"sequential (vectorized: {e})"
+                upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev, per_client=guard.per_client)
+        else: upd = _no_update(global_params, private, dev)
+        extra = {}
+        if guard.per_client:   # attackers, robust aggregation or DP: the server combines the clients' own rows
+            delta, extra = guard.combine(upd.updates, global_params, strat, r, fakes)
+            skipped = delta is None
+            if skipped: print(f"round {r + 1}: no update to apply ({extra.get('note', 'no client answered')}), round skipped")
+            else: strat.apply(global_params, delta)
         else:
-            if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
-            strat.apply(global_params, upd.delta)
+            skipped = len(upd.rejected) == len(sampled)
+            if skipped:   # every update was rejected (or nobody answered): the global model stays as it is
+                print(f"round {r + 1}: every client update was rejected, round skipped: {upd.rejected}" if sampled else
+                      f"round {r + 1}: no sampled client answered, round skipped")
+            else:
+                if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
+                strat.apply(global_params, upd.delta)
         t_train = time.perf_counter() - t0
         load_params(net, serving_params(global_params, private, owner, dev))
         m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
+        if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
+        if rated is not None: extra["er@10"] = exposure_ratio(score_matrix(net, feats), rated, guard.target, 10)
+        extra.pop("note", None)
+        if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
         for s in upd.client_stats:
             client_last[s["cid"]] = dict(s, round=r + 1)
             client_losses.setdefault(s["cid"], []).append([r + 1, s["train_loss"]])
@@ -251,6 +321,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         history.append(dict(round=r + 1, **m, train_loss=_weighted_mean(upd.client_stats, "train_loss"),
                             local_mae=_weighted_mean(upd.client_stats, "local_mae"), **client_spread(c_mae),
                             clients=len(sampled), bytes_down=sum(moved[k] for k in chosen), bytes_up=sum(moved[k] for k in chosen),
+                            sampled=len(drawn), dropped=len(drawn) - len(chosen), **extra,
                             rejected=len(upd.rejected), rejected_updates=upd.rejected, skipped=skipped,
                             samples=samples, train_seconds=t_train,
                             samples_per_s=samples / max(t_train, 1e-9), seconds=time.perf_counter() - t0))
@@ -271,6 +342,14 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                                 global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]))
     final = dict(**m, **client_spread(c_mae), rounds=len(history), engine=engine_used, device=str(dev),
                  train_seconds=float(sum(h["train_seconds"] for h in history)))
+    if guard.epsilons is not None:
+        final.update(epsilon=guard.epsilons[-1], dp_delta=dp_delta, accountant="rdp (Opacus RDPAccountant)",
+                     dp_sampling="poisson", dp_expected_clients=client_fraction * (num_clients + guard.fakes))
+    if rated is not None:
+        final.update({"test_er@10": exposure_ratio(score_matrix(net, feats), rated, guard.target, 10),
+                      "target_item": _raw_id(fed.features.item_ids[guard.target]),
+                      "target_item_ratings": int(guard.popularity[guard.target]), "fake_users": guard.fakes,
+                      "malicious_clients": len(guard.malicious)})
     rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
     final.update(_ranking(rec, exp))
     results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,

@@ -134,7 +134,10 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     test_owner = owner[tu.numpy()]
     clients = build_clients(u, i, y, parts, tu, ti, ty, test_owner)
     torch.manual_seed(p["seed"])
-    net = build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale)
+    drop = p.get("drop_inputs") or ()
+    drop = tuple(s.strip() for s in drop.split(",") if s.strip()) if isinstance(drop, str) else tuple(drop)
+    net = (build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale, drop=drop) if drop else
+           build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale))
     init = {n: t.detach().clone() for n, t in net.named_parameters()}
     return Federation(p, exp, exp.features, (u, i, y), (tu, ti, ty), clients, owner, test_owner, net, init,
                       tuple(exp.data.rating_scale))

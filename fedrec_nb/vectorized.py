@@ -14,7 +14,8 @@ import torch
 from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
-from .client import ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator
+from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator, ClientUpdates,
+                              update_layout)
 from .models import model_inputs, row_params
 
 # %% auto #0
@@ -334,6 +335,7 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                            max_clients: int | None = None,  # clients per group (default: `default_max_clients`)
                            max_rows: int | None = None,     # training rows per group (default 200,000 on CPU, 2,000,000 on CUDA)
                            num_threads: int | None = None,  # CPU threads for this call (None: torch's current setting)
+                           per_client: bool = False,        # also return each accepted client's update (`RoundUpdate.updates`)
                           ) -> RoundUpdate:
     "Train all `clients` from the global parameters, many at once; the same `RoundUpdate` as `local_train_sequential`."
     if (why := unsupported_reason(model)) is not None: raise NotImplementedError(why)
@@ -341,11 +343,31 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
     old_threads = torch.get_num_threads()
     if num_threads and device.type == "cpu": torch.set_num_threads(num_threads)
     try: return _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private,
-                                        device, max_clients, max_rows)
+                                        device, max_clients, max_rows, per_client)
     finally: torch.set_num_threads(old_threads)
 
+def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
+    "The accepted clients' deltas as rows of a (K_ok, P) matrix and their touched masks, built in one scatter per tensor."
+    keep = ok.nonzero().flatten()
+    rows_u, rows_m = [], []
+    for name in delta_names:
+        g = glob[name]
+        if kinds[name] is None:
+            d = (P[name] - g).reshape(K, -1)
+            rows_u.append(d[keep]); rows_m.append(torch.ones_like(d[keep], dtype=torch.bool))
+            continue
+        rows, slot = flat[kinds[name]]
+        d = P[name] - take_rows(g, rows)
+        Z = torch.zeros(K, *g.shape, dtype=d.dtype, device=d.device)
+        Z[slot, rows] = d
+        Mk = torch.zeros(K, g.shape[0], dtype=torch.bool, device=d.device)
+        Mk[slot, rows] = True
+        rows_u.append(Z.reshape(K, -1)[keep])
+        rows_m.append(Mk.reshape(K, g.shape[0], *[1] * (g.dim() - 1)).expand(K, *g.shape).reshape(K, -1)[keep])
+    return torch.cat(rows_u, 1), torch.cat(rows_m, 1)
+
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
-                            max_clients, max_rows):
+                            max_clients, max_rows, per_client=False):
     gpu = device.type == "cuda"
     max_clients = max_clients or default_max_clients(model, device)
     max_rows = max_rows or (2_000_000 if gpu else 200_000)
@@ -362,6 +384,7 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     stats = [dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
              for c in clients]
     rejected, kept = [], torch.zeros((), dtype=torch.float64)
+    pc_pos, pc_u, pc_m = [], [], []   # per_client: positions in `clients`, rows, masks
     for grp in plan_groups(sizes, max_clients, max_rows):
         cl = [clients[p] for p in grp]
         K = len(cl)
@@ -397,6 +420,9 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
                     rejected.append(dict(cid=cl[k].cid, reason="; ".join(f"{name}: {bad[name][k]:,} non-finite values"
                                                                           for name in P if bad[name][k])))
             kept += w[ok].double().sum().cpu()
+            if per_client:
+                Ug, Mg = _client_rows(P, glob, kinds, flat, list(delta), K, ok)
+                pc_pos += [p for p, good in zip(grp.tolist(), okl) if good]; pc_u.append(Ug); pc_m.append(Mg)
             for name in delta:
                 if kinds[name] is None:
                     d = P[name] - glob[name]
@@ -427,7 +453,16 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
                                   local_rmse=float("nan"), rejected=reasons[cl[k].cid])
         del P, anchor, losses
     order = {c.cid: k for k, c in enumerate(clients)}
-    return RoundUpdate(delta, stats, sorted(rejected, key=lambda r: order[r["cid"]]), float(kept))
+    ups = None
+    if per_client:
+        layout = update_layout(glob, private_names)
+        P_all = sum(math.prod(s) for s in layout.values())
+        U = torch.cat(pc_u) if pc_u else torch.zeros(0, P_all, device=device)
+        M = torch.cat(pc_m) if pc_m else torch.zeros(0, P_all, dtype=torch.bool, device=device)
+        o = torch.as_tensor(np.argsort(pc_pos, kind="stable"), dtype=torch.long, device=device)
+        pos = sorted(pc_pos)
+        ups = ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], U[o], M[o], layout)
+    return RoundUpdate(delta, stats, sorted(rejected, key=lambda r: order[r["cid"]]), float(kept), ups)
 
 def _nonfinite_per_client(t, kind, flat, K):
     "(K,) number of non-finite values of each client in `t`: stacked dense (K, ...) or a flat row table (rows of `flat[kind]`)."
