@@ -16,10 +16,12 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'federated_defaults', 'params_from_run_config', 'run_config_from_params',
-           'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta',
-           'load_node', 'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app',
-           'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment']
+__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
+           'federated_defaults', 'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors',
+           'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_step',
+           'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app', 'run_flower',
+           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params',
+           'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -27,19 +29,27 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import ClientData, ClientResult, LocalConfig, SparseRows, _as_device, train_client, update_nbytes
+from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, SparseRows, _as_device, flatten_update,
+                              train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
+from .defences import Defences, check_defence_params, round_participants, score_matrix
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
-from .federated import (FederatedRecommender, _weighted_mean, add_sums, client_spread, eval_sums, load_params,
-                                 metrics_from_sums, plot_federated)
+from .federated import (FederatedRecommender, _defences, _raw_id, _weighted_mean, add_sums, client_spread,
+                                 eval_sums, load_params, metrics_from_sums, plot_federated)
 from .records import write_run_results
 from .models import build_model
+from .robust import exposure_ratio, unstack
 from .strategies import make_strategy
 
 # %% ../nbs/06g_flower.ipynb #d827d95c
-FLOWER_ONLY = dict(round_timeout=600.0, node_timeout=120.0)   # seconds; settings only a Flower run has
+FLOWER_ONLY = dict(round_timeout=600.0, node_timeout=120.0,   # seconds; settings only a Flower run has
+                   secure_aggregation=False,          # SecAgg+ (the app in flower_app/secagg, or `run_flower`)
+                   secagg_clipping_range=8.0,         # SecAgg+: each update value must lie in [-range, range]
+                   secagg_quantization_range=4194304, # SecAgg+: integers a value is quantized to (2**22)
+                   secagg_num_shares=1.0,             # SecAgg+: key shares per client (a float: share of the sampled nodes)
+                   secagg_reconstruction_threshold=0.5)  # SecAgg+: shares that rebuild a key (a float: share of num_shares)
 
 def federated_defaults() -> dict:
     "The defaults of `run_federated`'s experiment parameters (the notebook's parameters cell and the partition keys), plus the Flower-only ones."
@@ -247,43 +257,17 @@ def _client_errors(sums: dict, n: int) -> tuple:
         if s["count"] > 0: mae[cid], rmse[cid] = s["abs_err"] / s["count"], math.sqrt(s["sq_err"] / s["count"])
     return mae, rmse
 
-def serve(grid: Grid, params: dict) -> dict:
-    "Run the experiment `params` over the nodes of `grid`; write and return the results (as `run_federated`'s results.json)."
-    check_flower_params(params)
-    fed = build_federation(dict(params, engine="sequential"))
-    p, net, N = {**params, **fed.params, "engine": "flower"}, fed.model, fed.params["num_clients"]
-    out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
-    strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
-    glob = {n: t.clone() for n, t in fed.initial_params.items()}
-    private = set(net.user_params) if p["private_user_embeddings"] else set()
-    tu, ti, ty = fed.test
-    orphan = torch.as_tensor(fed.test_owner < 0)
-    nodes = wait_for_nodes(grid, N, p["node_timeout"])
-    history, client_last = [], {}
-    for r in range(p["rounds"] + 1):
-        t0 = time.perf_counter()
-        chosen = sample_clients(N, p["client_fraction"], p["seed"], r).tolist() if r < p["rounds"] else []
-        shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
-        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen, r > 0, p["round_timeout"])
-        sums, results = _parse(replies, glob)
-        if r > 0:   # the figures of the previous round's model: the nodes' sums, and the server's for rows no node owns
-            load_params(net, glob)
-            own = add_sums([*sums.values(), eval_sums(net, fed.features, tu[orphan], ti[orphan], ty[orphan], fed.rating_scale)])
-            c_mae, _ = _client_errors(sums, N)
-            history[-1].update(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums))
-        if r == p["rounds"]: break
-        glob = strat.aggregate(glob, results)
-        info = strat.last_round
-        for res in results: client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
-        samples = sum(res.n_train for res in results) * p["local_epochs"]
-        t_train = time.perf_counter() - t0
-        history.append(dict(round=r + 1, train_loss=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "train_loss"),
-                            local_mae=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "local_mae"),
-                            clients=len(chosen), clients_answered=len(results), node_errors=errors, bytes_down=down,
-                            bytes_up=sum(update_nbytes(res.update) for res in results),
-                            rejected=len(info["rejected"]), rejected_updates=info["rejected"], skipped=info["skipped"],
-                            samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
-                            seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
+def _orphan_metrics(fed: Federation, glob: dict, sums: dict) -> dict:
+    "Test figures of the model `glob`: the nodes' eval sums, and the server's own for the held-out rows no node owns."
+    (tu, ti, ty), orphan = fed.test, torch.as_tensor(fed.test_owner < 0)
+    load_params(fed.model, glob)
+    own = add_sums([*sums.values(), eval_sums(fed.model, fed.features, tu[orphan], ti[orphan], ty[orphan], fed.rating_scale)])
+    c_mae, _ = _client_errors(sums, fed.params["num_clients"])
+    return dict(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums))
+
+def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict) -> dict:
+    "Write results.json (as `run_federated`'s), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
+    out, N = Path(p["output_dir"]), fed.params["num_clients"]
     c_mae, c_rmse = _client_errors(sums, N)
     clients = [dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, last_round=client_last.get(c.cid, {}).get("round", 0),
                     train_loss=client_last.get(c.cid, {}).get("train_loss", float("nan")),
@@ -292,12 +276,63 @@ def serve(grid: Grid, params: dict) -> dict:
                     global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]) for c in fed.clients]
     final = {k: v for k, v in history[-1].items() if k.startswith("test_") or k.startswith("client_mae")}
     final.update(rounds=len(history), engine="flower", device=str(_as_device(p["device"])), clients_evaluated=len(sums),
-                 train_seconds=float(sum(h["train_seconds"] for h in history)))
+                 train_seconds=float(sum(h["train_seconds"] for h in history)), **extra_final)
     results = dict(params=p, rounds=history, clients=clients, final=final,
                    client_losses={str(k): [[v["round"], v["train_loss"]]] for k, v in sorted(client_last.items())})
+    private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
+    atomic_write(out / "global_params.pt", lambda t: torch.save({n: v.cpu() for n, v in glob.items() if n not in private}, t))
     write_run_results(out, results, history, clients)
     _SERVED[str(out)] = (fed, glob)
     return results
+
+def serve(grid: Grid, params: dict) -> dict:
+    "Run the experiment `params` over the nodes of `grid`; write and return the results (as `run_federated`'s results.json)."
+    check_flower_params(params)
+    if params.get("secure_aggregation"):
+        raise ParameterError("parameter secure_aggregation=True: this is the plain app; SecAgg+ runs as its own app "
+                             "(flwr run flower_app/secagg ..., or run_flower(params) in simulation)")
+    fed = build_federation(dict(params, engine="sequential"))
+    p, net, N = {**params, **fed.params, "engine": "flower"}, fed.model, fed.params["num_clients"]
+    out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
+    strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
+    glob = {n: t.clone() for n, t in fed.initial_params.items()}
+    private = set(net.user_params) if p["private_user_embeddings"] else set()
+    guard, rated = _defences(p, fed, net), None   # the built-in engines' `Defences`: sampling, attackers, robust mean, DP
+    if guard.target is not None:
+        (u, i, _), rated = fed.train, torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool)
+        rated[u, i] = True
+    nodes = wait_for_nodes(grid, N, p["node_timeout"])
+    history, client_last = [], {}
+    for r in range(p["rounds"] + 1):
+        t0 = time.perf_counter()
+        drawn, chosen, fakes = guard.participants(r) if r < p["rounds"] else (np.zeros(0, np.int64),) * 2 + (0,)
+        shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
+        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0, p["round_timeout"])
+        sums, results = _parse(replies, glob)
+        if r > 0: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
+        if r == p["rounds"]: break
+        extra = {}
+        if guard.per_client:   # attackers, robust aggregation or DP: `Defences.combine` over the clients' own rows
+            glob, rejected, skipped, extra = _defended_round(guard, strat, glob, results, private, r, fakes)
+        else:
+            glob = strat.aggregate(glob, results)
+            rejected, skipped = strat.last_round["rejected"], strat.last_round["skipped"]
+        if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
+        if rated is not None: load_params(net, glob); extra["er@10"] = exposure_ratio(score_matrix(net, fed.features), rated, guard.target, 10)
+        extra.pop("note", None)
+        if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
+        for res in results: client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
+        samples = sum(res.n_train for res in results) * p["local_epochs"]
+        t_train = time.perf_counter() - t0
+        history.append(dict(round=r + 1, train_loss=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "train_loss"),
+                            local_mae=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "local_mae"),
+                            clients=len(chosen), clients_answered=len(results), node_errors=errors, bytes_down=down,
+                            bytes_up=sum(update_nbytes(res.update) for res in results),
+                            sampled=len(drawn), dropped=len(drawn) - len(chosen), **extra,
+                            rejected=len(rejected), rejected_updates=rejected, skipped=skipped,
+                            samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
+                            seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
+    return _finish(p, fed, glob, history, client_last, sums, _defence_final(p, fed, guard, rated, glob))
 
 def make_server_app(params: dict | None = None) -> ServerApp:
     "A `ServerApp` running `serve`; `params` None: read them from the run config (a deployment)."
@@ -308,6 +343,45 @@ def make_server_app(params: dict | None = None) -> ServerApp:
     return app
 
 server_app = make_server_app()   # what `flower_app/pyproject.toml` names as the serverapp component
+
+# %% ../nbs/06g_flower.ipynb #e3c4ba25
+def _client_updates(results: list, layout: dict, device) -> ClientUpdates:
+    "The accepted `ClientResult`s, in the order given (the sampled clients'), as `ClientUpdates`: one `flatten_update` row each."
+    P = sum(math.prod(s) for s in layout.values())
+    rows = [flatten_update(r.update, layout, device) for r in results]
+    return ClientUpdates([r.cid for r in results], [r.n_train for r in results],
+                         torch.stack([v for v, _ in rows]) if rows else torch.zeros(0, P, device=device),
+                         torch.stack([m for _, m in rows]) if rows else torch.zeros(0, P, dtype=torch.bool, device=device),
+                         layout)
+
+def _defended_round(guard: Defences, strat, glob: dict, results: list, private: set, round_idx: int, fakes: int):
+    "Check each update, combine the accepted ones with `Defences.combine`, apply the strategy's step: `(new glob, rejected, skipped, record)`."
+    accepted, rejected = [], []
+    for res in sorted(results, key=lambda x: x.cid):
+        if res.n_train == 0 or not res.update: continue          # nothing trained, nothing sent
+        why = update_problem(res.update, glob)
+        if why is None: accepted.append(res)
+        else: rejected.append(dict(cid=res.cid, reason=why))
+    ups = _client_updates(accepted, update_layout(glob, private), next(iter(glob.values())).device)
+    delta, extra = guard.combine(ups, glob, strat, round_idx, fakes)
+    new = {n: t.clone() for n, t in glob.items()}
+    if delta is None: print(f"round {round_idx + 1}: no update to apply ({extra.get('note', 'no client answered')}), round skipped")
+    else: strat.apply(new, delta)
+    return new, rejected, delta is None, extra
+
+def _defence_final(p: dict, fed: Federation, guard: Defences, rated, glob: dict) -> dict:
+    "The final figures of the defences (as `run_federated`'s): epsilon and its accountant, ER@10 and the attack's size."
+    out = {}
+    if guard.epsilons is not None:
+        out.update(epsilon=guard.epsilons[-1], dp_delta=p["dp_delta"], accountant="rdp (Opacus RDPAccountant)",
+                   dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (p["num_clients"] + guard.fakes))
+    if rated is not None:
+        load_params(fed.model, glob)
+        out.update({"test_er@10": exposure_ratio(score_matrix(fed.model, fed.features), rated, guard.target, 10),
+                    "target_item": _raw_id(fed.features.item_ids[guard.target]),
+                    "target_item_ratings": int(guard.popularity[guard.target]), "fake_users": guard.fakes,
+                    "malicious_clients": len(guard.malicious)})
+    return out
 
 # %% ../nbs/06g_flower.ipynb #97faf865
 _SERVED: dict = {}   # output_dir -> (Federation, final global parameters) of a ServerApp run in this process
@@ -322,8 +396,9 @@ def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False,
     before = res_file.stat().st_mtime_ns if res_file.exists() else None
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False, "log_to_driver": verbose}}
-    run_simulation(make_server_app(p), make_client_app(p), num_supernodes=p["num_clients"], backend_config=backend,
-                   verbose_logging=verbose)
+    apps = ((make_secagg_server_app(p), make_secagg_client_app(p)) if p["secure_aggregation"] else
+            (make_server_app(p), make_client_app(p)))
+    run_simulation(*apps, num_supernodes=p["num_clients"], backend_config=backend, verbose_logging=verbose)
     if not res_file.exists() or res_file.stat().st_mtime_ns == before:
         raise RuntimeError(f"the Flower simulation ended without writing {res_file}: see Flower's log above")
     results, served = load_results(out), _SERVED.pop(str(out), None)
@@ -339,11 +414,22 @@ def _recommender(fed: Federation, glob: dict):
                                              float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
 
 def check_flower_params(p: dict):
-    "Raise `ParameterError` for an invalid experiment parameter or Flower-only setting."
+    "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
     check_federated_params(**dict(p, engine="sequential"))
+    check_defence_params(**p)
     if p.get("resume"): raise ParameterError("parameter resume=True: a Flower run keeps no checkpoints (use engine 'sequential' or 'vectorized')")
     check_number("round_timeout", p["round_timeout"], lo=0, lo_open=True)
     check_number("node_timeout", p["node_timeout"], lo=0, lo_open=True)
+    if p["attack"] == "promote_item" and p["private_user_embeddings"]:
+        raise ParameterError("parameter attack='promote_item' with private_user_embeddings=True on Flower: ER@10 needs every "
+                             "user's scores and the private user rows never leave the nodes; use private_user_embeddings=False "
+                             "or engine 'sequential'/'vectorized'")
+    if p.get("private_refit_steps"):
+        raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']} on Flower: the nodes do not re-fit "
+                             "their private rows yet; use private_refit_steps=0 or engine 'sequential'/'vectorized'")
+    if not isinstance(p["secure_aggregation"], bool):
+        raise ParameterError(f"parameter secure_aggregation={p['secure_aggregation']!r}: must be true or false")
+    if p["secure_aggregation"]: check_secagg_params(p)
 
 # %% ../nbs/06g_flower.ipynb #15eadd55
 def free_port():
@@ -446,3 +532,162 @@ class LocalDeployment:
                 os.killpg(p.pid, signal.SIGKILL); p.wait(10)
         self.procs = []
     def __exit__(self, *exc): self.close()
+
+# %% ../nbs/06g_flower.ipynb #8768450c
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.common import EvaluateIns, FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+SECAGG_REFUSED = dict(aggregator="mean", attack="none", dp_noise_multiplier=0.0)   # what SecAgg+ leaves possible
+
+def check_secagg_params(p: dict):
+    "Raise `ParameterError` for a setting that needs the clients' individual updates, which SecAgg+ hides from the server."
+    if p["aggregator"] != "mean":
+        raise ParameterError(f"parameter aggregator={p['aggregator']!r} with secure_aggregation=True: SecAgg+ hands the server "
+                             "only the sum of the updates, and a robust aggregator needs each one; use aggregator='mean'")
+    if p["attack"] != "none":
+        raise ParameterError(f"parameter attack={p['attack']!r} with secure_aggregation=True: the simulated attackers rewrite "
+                             "their updates on the server, which never sees them under SecAgg+; use attack='none'")
+    if p["dp_noise_multiplier"] > 0:
+        raise ParameterError(f"parameter dp_noise_multiplier={p['dp_noise_multiplier']} with secure_aggregation=True: "
+                             "DP-FedAvg clips each client's update on the server, which never sees it under SecAgg+; "
+                             "use dp_noise_multiplier=0 (or run DP without secure aggregation)")
+    if p["num_clients"] < 2: raise ParameterError("parameter num_clients=1 with secure_aggregation=True: SecAgg+ needs 2 nodes or more")
+    check_number("secagg_clipping_range", p["secagg_clipping_range"], lo=0, lo_open=True)
+    check_number("secagg_quantization_range", p["secagg_quantization_range"], lo=2, hi=2 ** 31, integer=True)
+    check_number("secagg_num_shares", p["secagg_num_shares"], lo=0, lo_open=True)
+    check_number("secagg_reconstruction_threshold", p["secagg_reconstruction_threshold"], lo=0, lo_open=True)
+
+class SecAggNodeClient(NumPyClient):
+    "A node under SecAgg+: the same `node_step` as the plain app, its update sent as one dense (P,) vector for masking."
+    def __init__(self, context: Context, params: dict | None = None):
+        self.ctx = context
+        self.p = params if params is not None else params_from_run_config(dict(context.run_config))
+        self.pid = int(context.node_config["partition-id"])
+        self.node = load_node(self.p, self.pid, device=self.p["device"])
+        self.layout = update_layout(self.node.initial_params, self.node.private_names)
+
+    def _shared(self, parameters) -> dict:
+        return {n: torch.from_numpy(np.array(a)).reshape(s) for (n, s), a in zip(self.layout.items(), parameters)}
+
+    def _private(self):
+        st = self.ctx.state
+        return record_tensors(st["private"]) if "private" in st else _initial_private(self.node)
+
+    def fit(self, parameters, config):
+        r, train = int(config["round"]), self.pid in {int(x) for x in str(config["train"]).split(",") if x}
+        P = sum(math.prod(s) for s in self.layout.values())
+        if not train or self.node.client.n_train == 0:   # not drawn this round: a zero vector of weight 0 keeps the masks whole
+            return [np.zeros(P, np.float32)], 0, {"cid": self.pid, "n_train": 0}
+        _, res = node_step(self.node, self._shared(parameters), self._private(), r, False, True)
+        if res.private_rows is not None: self.ctx.state["private"] = arrays_record(res.private_rows)
+        v, _ = flatten_update(res.update, self.layout)
+        big, c = float(v.abs().max()), float(self.p["secagg_clipping_range"])
+        if big > c:   # SecAgg+ would clip it silently: the sum would be wrong
+            raise ValueError(f"node {self.pid}: an update value of {big:.3g} lies outside secagg_clipping_range={c}; "
+                             "raise secagg_clipping_range")
+        weight = res.n_train if make_strategy(self.p["strategy"]).weighted else 1
+        return [_np(v)], int(weight), {"cid": self.pid, "n_train": int(res.n_train), **{k: float(x) for k, x in res.stats.items()}}
+
+    def evaluate(self, parameters, config):
+        sums, _ = node_step(self.node, self._shared(parameters), self._private(), int(config["round"]), True, False)
+        return float(sums["sq_err"] / max(sums["count"], 1)), int(sums["count"]), {"cid": self.pid, **{k: float(x) for k, x in sums.items()}}
+
+def make_secagg_client_app(params: dict | None = None) -> ClientApp:
+    "A legacy `ClientApp` (NumPyClient) behind Flower's `secaggplus_mod`; `params` None: read them from the run config."
+    return ClientApp(client_fn=lambda context: SecAggNodeClient(context, params).to_client(), mods=[secaggplus_mod])
+
+secagg_client_app = make_secagg_client_app()   # what `flower_app/secagg/pyproject.toml` names as the clientapp component
+
+# %% ../nbs/06g_flower.ipynb #f3c66eee
+class SecAggFedStrategy(Strategy):
+    "The server side under SecAgg+: the round's draw (`round_participants`), then the project's strategy step on the securely summed mean update."
+    def __init__(self, p: dict, fed: Federation):
+        self.p, self.fed, self.N = p, fed, fed.params["num_clients"]
+        self.strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
+        private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
+        self.glob = {n: t.clone() for n, t in fed.initial_params.items()}
+        self.layout = update_layout(self.glob, private)
+        self.history, self.client_last, self.sums, self.t0 = [], {}, {}, time.perf_counter()
+        self.step = 2 * float(p["secagg_clipping_range"]) / int(p["secagg_quantization_range"])   # one quantization step
+        self.max_weight = float(max(c.n_train for c in fed.clients)) if self.strat.weighted else 1.0  # every weight <= it: no overflow
+
+    def _parameters(self): return ndarrays_to_parameters([_np(self.glob[n].reshape(-1)) for n in self.layout])
+    def initialize_parameters(self, client_manager): return self._parameters()
+
+    def _all(self, client_manager):
+        if not client_manager.wait_for(self.N, int(self.p["node_timeout"])):
+            raise TimeoutError(f"only {client_manager.num_available()} of num_clients={self.N} nodes connected after "
+                               f"{self.p['node_timeout']:.0f} s (node_timeout)")
+        return list(client_manager.all().values())
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        r = server_round - 1
+        self.t0 = time.perf_counter()
+        drawn, chosen = round_participants(self.N, self.p["client_fraction"], self.p["seed"], r, False, self.p["client_dropout"])
+        self.draw = (len(drawn), len(chosen))
+        if len(chosen) == 0: return []        # nobody answers: no secure sum this round
+        cfg = {"round": r, "train": ",".join(str(int(c)) for c in chosen)}
+        return [(c, FitIns(self._parameters(), cfg)) for c in self._all(client_manager)]   # every node takes part in the masking
+
+    def aggregate_fit(self, server_round, results, failures):
+        r = server_round - 1
+        mean = np.concatenate([a.reshape(-1) for a in parameters_to_ndarrays(results[0][1].parameters)])   # the weighted mean
+        stats = [dict(fr.metrics) for _, fr in results if fr.metrics.get("n_train", 0) > 0]
+        self.strat.apply(self.glob, unstack(torch.from_numpy(mean).float(), self.layout))
+        ratio = sum(int(s["n_train"]) if self.strat.weighted else 1 for s in stats) / self.max_weight   # the summed weights
+        bound = self.step * len(stats) / max(ratio, 1e-12)   # each trained client's rounding moves the sum by < one step
+        for s in stats: self.client_last[int(s["cid"])] = dict(s, round=r + 1)
+        self._record(r, stats, skipped=False, failures=len(failures), secagg_error_bound=bound)
+        return self._parameters(), {}
+
+    def _record(self, r, stats, skipped, failures=0, **extra):
+        t = time.perf_counter() - self.t0
+        samples = sum(int(s["n_train"]) for s in stats) * self.p["local_epochs"]
+        self.history.append(dict(round=r + 1, train_loss=_weighted_mean(stats, "train_loss"), local_mae=_weighted_mean(stats, "local_mae"),
+                                 clients=self.draw[1], clients_answered=len(stats), node_errors=failures, sampled=self.draw[0],
+                                 dropped=self.draw[0] - self.draw[1], **extra, rejected=0,
+                                 rejected_updates=[], skipped=skipped, samples=samples, train_seconds=t,
+                                 samples_per_s=samples / max(t, 1e-9), seconds=t))
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        if len(self.history) < server_round: self._record(server_round - 1, [], skipped=True)   # the secure sum did not happen
+        return [(c, EvaluateIns(self._parameters(), {"round": server_round - 1})) for c in self._all(client_manager)]
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        self.sums = {int(er.metrics["cid"]): {k: v for k, v in er.metrics.items() if k != "cid"} for _, er in results}
+        for s in self.sums.values(): s["count"] = int(s["count"])
+        self.history[-1].update(_orphan_metrics(self.fed, self.glob, self.sums))
+        return self.history[-1]["test_mse"], {}
+
+    def evaluate(self, server_round, parameters): return None   # the held-out rows no node owns join the nodes' sums above
+
+def serve_secagg(grid: Grid, context: Context, params: dict) -> dict:
+    "Run the experiment `params` with Flower's SecAgg+ workflow (legacy `DefaultWorkflow`); write and return results.json."
+    check_flower_params(params)
+    check_secagg_params(params)
+    fed = build_federation(dict(params, engine="sequential"))
+    p = {**params, **fed.params, "engine": "flower", "secure_aggregation": True}
+    Path(p["output_dir"]).mkdir(parents=True, exist_ok=True)
+    strategy = SecAggFedStrategy(p, fed)
+    workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
+        num_shares=p["secagg_num_shares"], reconstruction_threshold=p["secagg_reconstruction_threshold"], max_weight=strategy.max_weight,
+        clipping_range=float(p["secagg_clipping_range"]), quantization_range=int(p["secagg_quantization_range"]),
+        timeout=float(p["round_timeout"])))
+    workflow(grid, LegacyContext(context=context, config=ServerConfig(num_rounds=p["rounds"]), strategy=strategy))
+    return _finish(p, fed, strategy.glob, strategy.history, strategy.client_last, strategy.sums,
+                   dict(secure_aggregation="secagg+", secagg_quantization_step=strategy.step))
+
+def make_secagg_server_app(params: dict | None = None) -> ServerApp:
+    "A `ServerApp` running `serve_secagg`; `params` None: read them from the run config (a deployment)."
+    app = ServerApp()
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        p = params if params is not None else params_from_run_config(dict(context.run_config))
+        serve_secagg(grid, context, {**p, "secure_aggregation": True})
+    return app
+
+secagg_server_app = make_secagg_server_app()   # what `flower_app/secagg/pyproject.toml` names as the serverapp component
