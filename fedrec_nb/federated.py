@@ -33,8 +33,8 @@ from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpo
 
 # %% auto #0
 __all__ = ['FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
-           'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'run_federated', 'FederatedRecommender',
-           'plot_federated']
+           'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'run_federated',
+           'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -185,6 +185,25 @@ def _raw_id(v):
     "A raw id as a JSON value (numpy integers become ints)."
     return v.item() if hasattr(v, "item") else v
 
+def refit_private_rows(net: torch.nn.Module, global_params: dict, private: PrivateState, clients: list, owner: np.ndarray,
+                       features: Features, u, i, y,   # every training row (each user's rows stay with the user's client)
+                       steps: int, lr: float):
+    """Every client's private rows re-fitted to the current shared model on its own training rows: `steps` full-batch Adam
+    steps with the shared parameters frozen. Each user's loss involves only its own rows and ratings, so this batched
+    computation is what each device would compute alone; nothing is sent."""
+    for c in clients: private.get(c)
+    dev = u.device
+    tables = {n: private.assemble(n, owner).to(dev).requires_grad_(True) for n in private.names}
+    params = {**{n: t.detach() for n, t in global_params.items()}, **tables}
+    opt = torch.optim.Adam(list(tables.values()), lr=lr)
+    batch = features.batch(u, i, model_inputs(net))
+    for _ in range(steps):
+        loss = ((torch.func.functional_call(net, params, (batch,)) - y) ** 2).sum()
+        opt.zero_grad(); loss.backward(); opt.step()
+    with torch.no_grad():
+        for cid, users in private.users.items():
+            private.rows[cid] = {n: tables[n].detach()[users.to(dev)].cpu().clone() for n in private.names}
+
 def _defences(params, fed, net) -> Defences:
     "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
     tgt = None
@@ -210,7 +229,7 @@ def _weighted_mean(stats, key):
 
 FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
                         "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
-                        "checkpoint_dir resume engine drop_inputs").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
+                        "checkpoint_dir resume engine drop_inputs private_refit_steps").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
 
 def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                   model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
@@ -221,6 +240,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   attack="none", attack_fraction=0.0, attack_scale=10.0, target_item=None,  # simulated attackers
                   dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,            # DP-FedAvg (0: off)
                   client_dropout=0.0,           # probability that a sampled client does not answer
+                  private_refit_steps=0,        # partition 'user' + private rows: re-fit them on the device before each round and evaluation
                   demographic_key="occupation", # attribute of partition='demographic'
                   dirichlet_key="rating",       # class of partition='dirichlet': 'rating' or 'genre'
                   progress=True,                # show a tqdm bar over rounds
@@ -238,7 +258,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   drop_inputs=list(_drop_list(drop_inputs)), aggregator=aggregator, trim_fraction=trim_fraction,
                   krum_f=krum_f, clip_norm=clip_norm, attack=attack, attack_fraction=attack_fraction,
                   attack_scale=attack_scale, target_item=target_item, dp_noise_multiplier=dp_noise_multiplier,
-                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout)
+                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout, private_refit_steps=private_refit_steps)
     check_defence_params(**params)
     if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
         from fedrec_nb.flower import run_flower
@@ -270,10 +290,12 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         global_params = {n: t.to(dev) for n, t in state["global_params"].items()}
         strat.load_state_dict(state["strategy"])
         if private is not None: private.load_state_dict(state["private"])
+        resumed_defences = state.get("defences")
         history, client_last, client_losses, start = state["history"], state["client_last"], state["client_losses"], state["round"]
         _set_rng_states(state["rng"])
     train_fn, engine_used = _pick_engine(engine, net, cfg, private, dev)
     guard = _defences(params, fed, net)
+    if resume and ck is not None and resumed_defences: guard.load_state_dict(resumed_defences)
     rated = None
     if guard.target is not None:   # who rated what in training: the exposure ratio counts the others
         rated = torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool, device=dev)
@@ -282,8 +304,11 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     moved = [transfer_nbytes(net, global_params, nu, ni, private.names if private is not None else ()) if c.n_train else 0
              for c, (nu, ni) in zip(clients, touched)]   # bytes each client receives and sends back per round (sparse rows)
     tu_d, ti_d = tu.to(dev), ti.to(dev)
+    u_d, i_d, y_d = (u.to(dev), i.to(dev), y.to(dev)) if private_refit_steps else (None, None, None)
     for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
         t0 = time.perf_counter()
+        if private_refit_steps: refit_private_rows(net, global_params, private, clients, owner, feats, u_d, i_d, y_d,
+                                                   private_refit_steps, lr)
         drawn, chosen, fakes = guard.participants(r)   # sampled, answering (client_dropout), fake users (promote_item)
         sampled = [clients[k] for k in chosen]
         if sampled:
@@ -307,6 +332,8 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
             else:
                 if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
                 strat.apply(global_params, upd.delta)
+        if private_refit_steps: refit_private_rows(net, global_params, private, clients, owner, feats, u_d, i_d, y_d,
+                                                   private_refit_steps, lr)
         t_train = time.perf_counter() - t0
         load_params(net, serving_params(global_params, private, owner, dev))
         m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
@@ -328,6 +355,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, fingerprint=fingerprint,
                                               global_params={n: t.cpu() for n, t in global_params.items()},
                                               strategy=strat.state_dict(), private=None if private is None else private.state_dict(),
+                                              defences=guard.state_dict(),
                                               history=history, client_last=client_last, client_losses=client_losses, rng=_rng_states()))
     # final figures
     serve = serving_params(global_params, private, owner, dev)

@@ -14,10 +14,11 @@ import torch
 # %% auto #0
 __all__ = ['AGGREGATORS', 'ATTACKS', 'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean', 'pairwise_sq_distances',
            'krum_scores', 'clip_factors', 'clip_rows', 'Aggregated', 'aggregate', 'sign_flip', 'scale', 'noise',
-           'malicious_clients', 'fake_user_count', 'apply_attack', 'craft_promotion', 'exposure_ratio']
+           'malicious_clients', 'fake_user_count', 'apply_attack', 'craft_promotion', 'exposure_ratio',
+           'foolsgold_weights']
 
 # %% ../nbs/06h_robust.ipynb #82579ec1
-AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound")
+AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound", "foolsgold")
 ATTACKS = ("none", "sign_flip", "scale", "noise", "promote_item")
 
 def _check_updates(U, w=None, allow_empty=False):
@@ -178,6 +179,7 @@ def aggregate(U: torch.Tensor,               # (K, P) client updates, one row pe
               krum_f: int = 1,               # krum, multi_krum: number of attackers assumed
               clip_norm: float = 1.0,        # norm_bound: L2 bound of each client's update
               mask=None,                     # median, trimmed_mean: optional (K, P) bool of touched coordinates
+              history=None,                  # foolsgold: (K, P) each client's summed updates so far (default: U itself)
              ) -> Aggregated:
     "Combine the clients' updates `U` into one (P,) delta with `aggregator`; see the table above for the weights."
     if aggregator not in AGGREGATORS:
@@ -187,6 +189,10 @@ def aggregate(U: torch.Tensor,               # (K, P) client updates, one row pe
     if aggregator == "median": return Aggregated(coordinate_median(U, mask), None)
     if aggregator == "trimmed_mean": return Aggregated(trimmed_mean(U, trim_fraction, mask), None)
     if aggregator == "norm_bound": return Aggregated((w * clip_factors(U, clip_norm)[0]) @ U, None)
+    if aggregator == "foolsgold":
+        H = U if history is None else history
+        if tuple(H.shape) != tuple(U.shape): raise ValueError(f"parameter history: shape {tuple(H.shape)}, expected U's {tuple(U.shape)}")
+        return Aggregated((w * foolsgold_weights(H).to(U.dtype)) @ U, None)
     scores = krum_scores(U, krum_f)
     if aggregator == "krum":
         k = int(torch.argmin(scores))
@@ -296,3 +302,24 @@ def exposure_ratio(scores: torch.Tensor,       # (n_users, n_items) predicted sc
     s, r = scores[users], rated_mask[users].bool()
     above = ((s > s[:, t:t + 1]) & ~r).sum(1)
     return float((above < k).to(torch.float64).mean())
+
+# %% ../nbs/06h_robust.ipynb #2415557c
+def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the sum of its updates so far (this round's included)
+                      kappa: float = 1.0,  # confidence of the logit (the paper's kappa)
+                     ) -> torch.Tensor:
+    "FoolsGold's (Fung et al., 2020) weight in [0, 1] of each client: low for clients whose histories point the same way."
+    _check_updates(H)
+    K = H.shape[0]
+    if K == 1: return torch.ones(1, dtype=H.dtype, device=H.device)
+    X = H.to(torch.float64)
+    X = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp(min=1e-12)
+    cs = X @ X.T
+    cs.fill_diagonal_(-math.inf)
+    v = cs.max(1).values                                              # each client's closest other client
+    cs.fill_diagonal_(0.0)
+    pardon = torch.where(v[None, :] > v[:, None], v[:, None] / v[None, :].clamp(min=1e-12), torch.ones_like(cs))
+    a = (1 - (cs * pardon).max(1).values).clamp(0, 1)                 # pardoning: honest clients near a sybil keep weight
+    if float(a.max()) <= 0: return torch.zeros(K, dtype=H.dtype, device=H.device)
+    a = (a / a.max()).clamp(max=0.99)
+    w = kappa * (torch.log(a / (1 - a)) + 0.5)                        # the logit spreads weights away from the middle
+    return torch.nan_to_num(w, nan=0.0, neginf=0.0).clamp(0, 1).to(H.dtype)
