@@ -32,7 +32,7 @@ __all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'D
            'DataFormatError', 'read_table', 'age_group', 'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings',
            'validate_ratings', 'id_order', 'unique_ids', 'id_rank', 'read_movielens_at', 'load_movielens',
            'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens', 'load_dataset', 'is_ratings_path',
-           'split_ratings', 'cold_start_users', 'take_rows', 'Features', 'index_of', 'encode_features',
+           'split_ratings', 'cold_start_users', 'take_rows', 'Features', 'index_of', 'film_age', 'encode_features',
            'encode_ratings', 'fetch_cli']
 
 # %% ../nbs/01_data.ipynb #65ab8a2a
@@ -848,6 +848,7 @@ class Features:
     occupation_names: list = field(default_factory=list)
     age_names: list = field(default_factory=list)
     gender_names: list = field(default_factory=list)
+    recency: "torch.Tensor|None" = None  # (n_items, 1) float32 film age (log years, standardized), None unless asked for or without years
 
     @property
     def n_users(self): return len(self.user_ids)
@@ -868,7 +869,7 @@ class Features:
         import torch
         mv = lambda t: None if t is None else t.to(device)
         return Features(self.user_ids, self.item_ids, mv(self.genres), mv(self.occupation), mv(self.age), mv(self.gender),
-                        self.genre_names, self.occupation_names, self.age_names, self.gender_names)
+                        self.genre_names, self.occupation_names, self.age_names, self.gender_names, mv(self.recency))
 
     def batch(self, u, i,
               fields=None):  # the inputs to gather (a model's `inputs`); None: every one this dataset has
@@ -876,6 +877,7 @@ class Features:
         b = dict(user=u, item=i)
         want = (lambda f: True) if fields is None else (lambda f: f in fields)
         if want("genres"): b["genres"] = take_rows(self.genres, i)
+        if self.recency is not None and want("recency"): b["recency"] = take_rows(self.recency, i)
         if self.has_demographics:
             for f, t in (("occupation", self.occupation), ("age", self.age), ("gender", self.gender)):
                 if want(f): b[f] = take_rows(t, u)
@@ -907,8 +909,17 @@ def _lookup(known, ids, missing, what):
         raise KeyError(f"unknown {what}s: {pd.unique(_ids_array(ids).ravel()[pos.ravel() < 0])[:5].tolist()}")
     return pos if missing is None else np.where(pos >= 0, pos, missing)
 
-def encode_features(data: RatingsData) -> Features:
-    "Encode genres (multi-hot), occupation (one-hot), age group and gender of `data` once, as tensors."
+def film_age(data: RatingsData) -> np.ndarray:
+    "Each item's age in years at the dataset's last rating (its last year less its release year); NaN where the year is unknown."
+    years = pd.to_numeric(data.items["year"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    last = (pd.to_datetime(data.ratings["timestamp"].max(), unit="s").year if "timestamp" in data.ratings
+            and data.ratings["timestamp"].notna().any() else np.nanmax(years) if np.isfinite(years).any() else np.nan)
+    return float(last) - years
+
+def encode_features(data: RatingsData,
+                    recency: bool = False, # also encode each film's age (`film_age`: log years, standardized; 0 = the mean or unknown) as `recency`
+                   ) -> Features:
+    "Encode genres (multi-hot), occupation (one-hot), age group and gender of `data` once, as tensors (and the films' ages if `recency`)."
     import torch
     users, items = data.users, data.items
     genre_names = data.genre_names
@@ -928,8 +939,16 @@ def encode_features(data: RatingsData) -> Features:
         age_names = [ML1M_AGES[a] for a in age_codes]
         gc, gen_names = pd.factorize(users["gender"], sort=True)
         gen = torch.from_numpy(gc.astype(np.int64))
+    rec = None
+    if recency:
+        a = np.log1p(np.clip(film_age(data), 0, None))  # ages are skewed (most films are a few years old, some 70): log years
+        known = np.isfinite(a)
+        if known.sum() >= 2:  # without known release years there is no film age to give: `recency` stays None
+            z = np.zeros(len(a), np.float32)
+            z[known] = (a[known] - a[known].mean()) / max(a[known].std(), 1e-6)
+            rec = torch.from_numpy(z[:, None])
     return Features(users["user_id"].to_numpy(), items["item_id"].to_numpy(), torch.from_numpy(G), occ, age, gen,
-                    list(genre_names), list(occ_names), list(age_names), list(gen_names))
+                    list(genre_names), list(occ_names), list(age_names), list(gen_names), rec)
 
 def encode_ratings(ratings: pd.DataFrame, features: Features):
     "Contiguous `(user_index, item_index, rating)` tensors for a ratings table; raises on ids `features` does not know."

@@ -12,10 +12,27 @@ import torch.nn.functional as F
 from .data import Features
 
 # %% auto #0
-__all__ = ['MODELS', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF', 'build_model', 'row_params', 'model_inputs']
+__all__ = ['INPUT_GROUPS', 'MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF', 'build_model',
+           'row_params', 'model_inputs']
 
 # %% ../nbs/06a_models.ipynb #74caf1cb
-class ExpandedRecommender(nn.Module):
+INPUT_GROUPS = ("user", "item", "genres", "occupation", "age", "gender", "recency")  # what `build_model(drop=)` can remove
+
+def check_drop(drop) -> frozenset:
+    "The input groups named by `drop` (a name or names among `INPUT_GROUPS`); anything else is refused, naming `drop_inputs`."
+    if isinstance(drop, str): drop = (drop,)
+    try: drop = tuple(drop)
+    except TypeError: raise ValueError(f"parameter drop_inputs={drop!r}: give input group names among {list(INPUT_GROUPS)}") from None
+    bad = [g for g in drop if not isinstance(g, str) or g not in INPUT_GROUPS]
+    if bad: raise ValueError(f"parameter drop_inputs={list(drop)!r}: unknown input group(s) {bad}; choose among {list(INPUT_GROUPS)}")
+    return frozenset(drop)
+
+class _Droppable:
+    "An input group in `drop` contributes zeros: the model is the model without that input; its parameters stay, with zero gradient."
+    drop: frozenset = frozenset()   # a plain attribute (set by `build_model`), not a buffer: `functional_call` leaves it alone
+    def _keep(self, group, x): return x * 0 if group in self.drop else x   # x * 0 (not zeros): every parameter stays in the graph
+
+class ExpandedRecommender(_Droppable, nn.Module):
     "The seed's embedding + MLP recommender (user, movie, age, gender embeddings; genre and occupation layers; MLP 256-128-1)."
     user_params = ("user_embedding.weight",)
     item_params = ("movie_embedding.weight",)
@@ -34,13 +51,20 @@ class ExpandedRecommender(nn.Module):
             self.gender_embedding = nn.Embedding(max(len(features.gender_names), 2), d)
             self.occupation_layer = nn.Linear(features.occupation.shape[1], d)
             n_in = 6
+        self.recency = features.recency is not None   # the film's age, when the features carry it (`encode_features(recency=True)`)
+        if self.recency:
+            self.recency_layer = nn.Linear(features.recency.shape[1], d)
+            n_in += 1
         self.fc1, self.fc2, self.fc3 = nn.Linear(d * n_in, 256), nn.Linear(256, 128), nn.Linear(128, 1)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        x = [self.user_embedding(batch["user"]), self.movie_embedding(batch["item"]), F.relu(self.genre_layer(batch["genres"]))]
+        k = self._keep
+        x = [k("user", self.user_embedding(batch["user"])), k("item", self.movie_embedding(batch["item"])),
+             k("genres", F.relu(self.genre_layer(batch["genres"])))]
         if self.demographics:
-            x += [F.relu(self.occupation_layer(batch["occupation"])), self.age_embedding(batch["age"]),
-                  self.gender_embedding(batch["gender"])]
+            x += [k("occupation", F.relu(self.occupation_layer(batch["occupation"]))), k("age", self.age_embedding(batch["age"])),
+                  k("gender", self.gender_embedding(batch["gender"]))]
+        if self.recency: x.append(k("recency", F.relu(self.recency_layer(batch["recency"]))))
         x = F.relu(self.fc1(torch.cat(x, 1)))
         return self.fc3(F.relu(self.fc2(x))).squeeze(-1)
 
@@ -56,7 +80,7 @@ def _logit_of(r, rating_scale):
     p = (r - lo) / (hi - lo)
     return float(torch.logit(torch.tensor(p)))
 
-class HybridRecommender(nn.Module):
+class HybridRecommender(_Droppable, nn.Module):
     "Global offset + user and item biases + an MLP over embeddings and side features, bounded to the rating scale."
     user_params = ("user_embedding.weight", "user_bias.weight")
     item_params = ("item_embedding.weight", "item_bias.weight")
@@ -80,21 +104,27 @@ class HybridRecommender(nn.Module):
             self.age_embedding = nn.Embedding(max(len(features.age_names), 1), side_dim)
             self.gender_embedding = nn.Embedding(max(len(features.gender_names), 2), side_dim)
             n_in += 3 * side_dim
+        self.recency = features.recency is not None   # the film's age, when the features carry it
+        if self.recency:
+            self.recency_layer = nn.Linear(features.recency.shape[1], side_dim)
+            n_in += side_dim
         layers, w = [], n_in
         for h in hidden: layers += [nn.Linear(w, h), nn.ReLU()]; w = h
         self.mlp = nn.Sequential(*layers, nn.Linear(w, 1))
         nn.init.zeros_(self.mlp[-1].weight); nn.init.zeros_(self.mlp[-1].bias)  # start as the bias model
 
     def forward(self, batch: dict) -> torch.Tensor:
-        u, i = batch["user"], batch["item"]
-        x = [self.user_embedding(u), self.item_embedding(i), F.relu(self.genre_layer(batch["genres"]))]
+        u, i, k = batch["user"], batch["item"], self._keep
+        x = [k("user", self.user_embedding(u)), k("item", self.item_embedding(i)), k("genres", F.relu(self.genre_layer(batch["genres"])))]
         if self.demographics:
-            x += [F.relu(self.occupation_layer(batch["occupation"])), self.age_embedding(batch["age"]),
-                  self.gender_embedding(batch["gender"])]
-        z = self.offset + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1) + self.mlp(torch.cat(x, 1)).squeeze(-1)
+            x += [k("occupation", F.relu(self.occupation_layer(batch["occupation"]))), k("age", self.age_embedding(batch["age"])),
+                  k("gender", self.gender_embedding(batch["gender"]))]
+        if self.recency: x.append(k("recency", F.relu(self.recency_layer(batch["recency"]))))
+        z = (self.offset + k("user", self.user_bias(u).squeeze(-1)) + k("item", self.item_bias(i).squeeze(-1))
+             + self.mlp(torch.cat(x, 1)).squeeze(-1))
         return _bounded(z, self.rating_scale)
 
-class BiasedMF(nn.Module):
+class BiasedMF(_Droppable, nn.Module):
     "Biased matrix factorization, $\\mu + b_u + b_i + p_u \\cdot q_i$, bounded to the rating scale."
     user_params = ("user_embedding.weight", "user_bias.weight")
     item_params = ("item_embedding.weight", "item_bias.weight")
@@ -112,9 +142,9 @@ class BiasedMF(nn.Module):
         self.offset = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, batch: dict) -> torch.Tensor:
-        u, i = batch["user"], batch["item"]
-        z = (self.offset + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1)
-             + (self.user_embedding(u) * self.item_embedding(i)).sum(-1))
+        u, i, k = batch["user"], batch["item"], self._keep
+        z = (self.offset + k("user", self.user_bias(u).squeeze(-1)) + k("item", self.item_bias(i).squeeze(-1))
+             + (k("user", self.user_embedding(u)) * k("item", self.item_embedding(i))).sum(-1))
         return _bounded(z, self.rating_scale)
 
 # %% ../nbs/06a_models.ipynb #43bad18a
@@ -124,10 +154,17 @@ def build_model(name: str,                 # one of `MODELS`
                 features: Features,        # the dataset's feature tensors
                 embedding_dim: int = 50,   # embedding width
                 rating_scale=(1.0, 5.0),   # (lowest, highest) rating
+                drop=(),                   # input groups (`INPUT_GROUPS`) the model does without: they contribute zeros
                ) -> nn.Module:
     "A fresh model `name` sized for `features` (the caller seeds torch for a reproducible initialisation)."
     if name not in MODELS: raise ValueError(f"parameter model={name!r}: must be one of {list(MODELS)}")
-    return MODELS[name](features, embedding_dim=embedding_dim, rating_scale=rating_scale)
+    drop = check_drop(drop)
+    net = MODELS[name](features, embedding_dim=embedding_dim, rating_scale=rating_scale)
+    if drop:
+        if not isinstance(net, _Droppable):
+            raise ValueError(f"parameter drop_inputs={sorted(drop)}: model {name!r} cannot drop inputs; use drop_inputs=()")
+        net.drop = drop   # after construction: the same seed gives the same initial parameters with or without a drop
+    return net
 
 def row_params(model: nn.Module) -> dict:
     "Which parameters are indexed by user or item: `{name: 'user'|'item'}`; the rest are dense and shared."
