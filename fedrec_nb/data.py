@@ -27,8 +27,8 @@ import pandas as pd
 # %% auto #0
 __all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'GROUPLENS_URL', 'DATASETS', 'EXPECTED', 'MAX_MEMBER_BYTES',
            'NETWORK_TIMEOUT', 'RECBOLE_WHEEL', 'ML100K_GENRES', 'ML1M_OCCUPATIONS', 'ML1M_AGES', 'DATASET_NAMES',
-           'RATINGS_SUFFIXES', 'SPLIT_METHODS', 'RatingsData', 'cache_dir', 'find_movielens', 'file_digest', 'md5sum',
-           'sha256sum', 'atomic_download', 'read_recbole_ml100k', 'fetch_recbole_wheel', 'fetch_movielens',
+           'RATINGS_SUFFIXES', 'SPLIT_METHODS', 'LOO_TIES', 'RatingsData', 'cache_dir', 'find_movielens', 'file_digest',
+           'md5sum', 'sha256sum', 'atomic_download', 'read_recbole_ml100k', 'fetch_recbole_wheel', 'fetch_movielens',
            'DataFormatError', 'read_table', 'age_group', 'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings',
            'validate_ratings', 'id_order', 'unique_ids', 'id_rank', 'read_movielens_at', 'load_movielens',
            'load_ml1m_metadata', 'load_ratings', 'synthetic_movielens', 'load_dataset', 'is_ratings_path',
@@ -773,15 +773,27 @@ def is_ratings_path(name) -> bool:
 
 # %% ../nbs/01_data.ipynb #9ab6c10e
 SPLIT_METHODS = ("random", "user", "temporal", "leave_one_out")
+LOO_TIES = ("last_row", "item_id", "first_row", "random")  # which of a user's ratings at their latest second leave_one_out holds out
+
+def _tie_key(ratings, ties, seed):
+    "Secondary sort key of `leave_one_out` among a user's ratings at the same latest second: the smallest is held out."
+    n = len(ratings)
+    if ties == "item_id": return -id_rank(ratings["item_id"])   # the largest item id (numbers by value, then strings)
+    if ties == "last_row": return -np.arange(n)                  # the last row in the table's order
+    if ties == "first_row": return np.arange(n)                  # the first row
+    return np.random.default_rng(seed).random(n)                 # "random": a seeded draw
+
 
 def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
                   method="random",       # one of `SPLIT_METHODS`
                   test_size=0.2,         # fraction held out (ignored by leave_one_out)
                   seed=42,               # random seed
+                  ties="last_row",       # leave_one_out: which rating at a user's latest second is held out (`LOO_TIES`)
                  ):
     "Split `ratings` into `(train, test)` DataFrames by `method`."
     if isinstance(ratings, RatingsData): ratings = ratings.ratings
     if method not in SPLIT_METHODS: raise ValueError(f"split method {method!r}: use one of {SPLIT_METHODS}")
+    if ties not in LOO_TIES: raise ValueError(f"parameter ties={ties!r}: use one of {LOO_TIES} (default 'last_row': the last of the tied rows)")
     if method != "leave_one_out" and not 0 < test_size < 1: raise ValueError(f"test_size={test_size}: must be in (0, 1)")
     n = len(ratings)
     if method in ("temporal", "leave_one_out"):
@@ -800,11 +812,9 @@ def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
         n_test = int(np.ceil(test_size * n))
         train_idx, test_idx = order[: n - n_test], order[n - n_test:]
     else:
-        rng = np.random.default_rng(seed)
         u = pd.factorize(ratings["user_id"])[0]  # one code per user: exact for any ids
-        if method == "user": key = rng.random(n)
-        else: key = -ratings["timestamp"].to_numpy().astype(float) + rng.random(n) * 1e-3  # latest first, ties at random
-        order = np.lexsort((key, u))
+        if method == "user": order = np.lexsort((np.random.default_rng(seed).random(n), u))
+        else: order = np.lexsort((_tie_key(ratings, ties, seed), -ratings["timestamp"].to_numpy().astype(float), u))  # latest first, then `ties`
         us = u[order]
         start = np.searchsorted(us, us)               # first position of each row's user
         rank = np.arange(n) - start

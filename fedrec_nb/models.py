@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .data import Features
 
 # %% auto #0
-__all__ = ['INPUT_GROUPS', 'MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF', 'build_model',
-           'row_params', 'model_inputs']
+__all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF',
+           'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score']
 
 # %% ../nbs/06a_models.ipynb #74caf1cb
 INPUT_GROUPS = ("user", "item", "genres", "occupation", "age", "gender", "recency")  # what `build_model(drop=)` can remove
@@ -173,3 +173,54 @@ def row_params(model: nn.Module) -> dict:
 def model_inputs(model: nn.Module):
     "The batch inputs `model` reads (`Features.batch(..., fields=)`), or None for every input."
     return getattr(model, "inputs", None)
+
+# %% ../nbs/06a_models.ipynb #780db52e
+def _mf_logit(self, batch: dict) -> torch.Tensor:
+    "The logit $z = \\mu + b_u + b_i + p_u \\cdot q_i$ of `BiasedMF`, before the rating bound."
+    u, i, k = batch["user"], batch["item"], self._keep
+    return (self.offset + k("user", self.user_bias(u).squeeze(-1)) + k("item", self.item_bias(i).squeeze(-1))
+            + (k("user", self.user_embedding(u)) * k("item", self.item_embedding(i))).sum(-1))
+
+BiasedMF.score = _mf_logit
+
+class LogitMF(BiasedMF):
+    "`mf` for implicit feedback: the same parameters as `BiasedMF`, its output the logit before the bound."
+    def forward(self, batch: dict) -> torch.Tensor: return self.score(batch)
+
+class NeuMF(_Droppable, nn.Module):
+    "NeuMF (He et al., 2017): a GMF tower $p_u \\odot q_i$ and an MLP tower over $[p'_u, q'_i]$, fused by one linear layer into a logit."
+    user_params = ("user_gmf.weight", "user_mlp.weight")
+    item_params = ("item_gmf.weight", "item_mlp.weight")
+    inputs = ("user", "item")  # no side features
+
+    def __init__(self, features: Features, # the dataset's feature tensors (only the numbers of users and items are used)
+                 embedding_dim=32,          # width of the GMF and of the MLP embeddings; the MLP is 2d -> d -> d/2
+                 rating_scale=(1.0, 5.0)):  # unused: the output is a logit
+        super().__init__()
+        d = embedding_dim
+        if d < 2: raise ValueError(f"parameter embedding_dim={d}: NeuMF needs at least 2 (its MLP halves the width)")
+        self.user_gmf, self.item_gmf = nn.Embedding(features.n_users, d), nn.Embedding(features.n_items, d)
+        self.user_mlp, self.item_mlp = nn.Embedding(features.n_users, d), nn.Embedding(features.n_items, d)
+        for e in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp): nn.init.normal_(e.weight, std=0.01)
+        self.mlp = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Linear(d, d // 2), nn.ReLU())
+        for layer in self.mlp[::2]: nn.init.xavier_uniform_(layer.weight); nn.init.zeros_(layer.bias)
+        self.predict = nn.Linear(d + d // 2, 1)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        u, i, k = batch["user"], batch["item"], self._keep
+        gmf = k("user", self.user_gmf(u)) * k("item", self.item_gmf(i))
+        mlp = self.mlp(torch.cat([k("user", self.user_mlp(u)), k("item", self.item_mlp(i))], -1))
+        return self.predict(torch.cat([gmf, mlp], -1)).squeeze(-1)
+
+    def score(self, batch: dict) -> torch.Tensor: return self.forward(batch)
+
+MODELS["ncf"] = NeuMF
+IMPLICIT_MODELS = {"mf": LogitMF, "ncf": NeuMF}  # what the implicit objective builds: `forward` is the logit
+
+def raw_score(model: nn.Module, batch: dict) -> torch.Tensor:
+    "`model`'s raw score of each row of `batch` (a logit for implicit feedback): its `score` if it has one, else its unbounded output."
+    if hasattr(model, "score"): return model.score(batch)
+    if hasattr(model, "rating_scale"):
+        raise ValueError(f"model {type(model).__name__} bounds its output to the rating scale and has no raw score: "
+                         f"use one of {list(IMPLICIT_MODELS)} for implicit feedback")
+    return model(batch)
