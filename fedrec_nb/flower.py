@@ -48,8 +48,8 @@ FLOWER_ONLY = dict(round_timeout=600.0, node_timeout=120.0,   # seconds; setting
                    secure_aggregation=False,          # SecAgg+ (the app in flower_app/secagg, or `run_flower`)
                    secagg_clipping_range=8.0,         # SecAgg+: each update value must lie in [-range, range]
                    secagg_quantization_range=4194304, # SecAgg+: integers a value is quantized to (2**22)
-                   secagg_num_shares=1.0,             # SecAgg+: key shares per client (a float: share of the sampled nodes)
-                   secagg_reconstruction_threshold=0.5)  # SecAgg+: shares that rebuild a key (a float: share of num_shares)
+                   secagg_num_shares=1.0,             # SecAgg+: key shares per client (up to 1: a share of the sampled nodes; above: a count)
+                   secagg_reconstruction_threshold=0.5)  # SecAgg+: shares that rebuild a key (up to 1: a share of num_shares; above: a count)
 
 def federated_defaults() -> dict:
     "The defaults of `run_federated`'s experiment parameters (the notebook's parameters cell and the partition keys), plus the Flower-only ones."
@@ -559,6 +559,9 @@ def check_secagg_params(p: dict):
     check_number("secagg_clipping_range", p["secagg_clipping_range"], lo=0, lo_open=True)
     check_number("secagg_quantization_range", p["secagg_quantization_range"], lo=2, hi=2 ** 31, integer=True)
     check_number("secagg_num_shares", p["secagg_num_shares"], lo=0, lo_open=True)
+    if p["secagg_num_shares"] > 1 and (p["secagg_num_shares"] != int(p["secagg_num_shares"]) or p["secagg_num_shares"] < 3):
+        raise ParameterError(f"parameter secagg_num_shares={p['secagg_num_shares']}: a share of the nodes (0 < x <= 1) or a "
+                             "whole number of 3 or more")
     check_number("secagg_reconstruction_threshold", p["secagg_reconstruction_threshold"], lo=0, lo_open=True)
 
 class SecAggNodeClient(NumPyClient):
@@ -673,8 +676,10 @@ def serve_secagg(grid: Grid, context: Context, params: dict) -> dict:
     p = {**params, **fed.params, "engine": "flower", "secure_aggregation": True}
     Path(p["output_dir"]).mkdir(parents=True, exist_ok=True)
     strategy = SecAggFedStrategy(p, fed)
+    count = lambda v: int(v) if v > 1 else float(v)   # above 1: a number of shares; up to 1: a share of the sampled nodes
     workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
-        num_shares=p["secagg_num_shares"], reconstruction_threshold=p["secagg_reconstruction_threshold"], max_weight=strategy.max_weight,
+        num_shares=count(p["secagg_num_shares"]), reconstruction_threshold=count(p["secagg_reconstruction_threshold"]),
+        max_weight=strategy.max_weight,
         clipping_range=float(p["secagg_clipping_range"]), quantization_range=int(p["secagg_quantization_range"]),
         timeout=float(p["round_timeout"])))
     workflow(grid, LegacyContext(context=context, config=ServerConfig(num_rounds=p["rounds"]), strategy=strategy))
