@@ -46,6 +46,7 @@ class LocalConfig:
     batch_size: int = 256   # mini-batch size (the last batch of an epoch is smaller)
     lr: float = 1e-3        # Adam learning rate
     mu: float = 0.0         # FedProx: adds (mu/2)*||theta - theta_start||^2 to every batch loss
+    optimizer: str = "adam" # 'adam' (a fresh Adam each round) or 'sgd' (plain gradient steps: updates proportional to the gradient)
 
 def client_generator(seed: int, round_idx: int, cid: int) -> torch.Generator:
     "The CPU generator that alone decides client `cid`'s batch order in round `round_idx`."
@@ -250,7 +251,8 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     fields = model_inputs(model)
     params, users, items, lu, li = _client_view(model, glob, c, private_rows, device)
     anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True)
+    opt = (torch.optim.SGD(list(params.values()), lr=cfg.lr, foreach=True) if cfg.optimizer == "sgd" else
+           torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True))
     g = client_generator(seed, round_idx, c.cid)
     u, i, y = c.users.to(device), c.items.to(device), c.ratings.to(device)
     for _ in range(cfg.local_epochs):

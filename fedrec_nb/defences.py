@@ -42,8 +42,6 @@ def check_defence_params(aggregator="mean", trim_fraction=0.1, krum_f=1, clip_no
         raise ParameterError(f"parameter attack_fraction=0 with attack={attack!r}: no client would attack; give the share of "
                              "malicious clients (e.g. 0.2) or attack='none'")
     check_number("attack_scale", attack_scale, lo=0, lo_open=True)
-    if target_item is not None and attack != "promote_item":
-        raise ParameterError(f"parameter target_item={target_item!r}: only attack='promote_item' uses it")
     check_number("dp_noise_multiplier", dp_noise_multiplier, lo=0)
     check_number("dp_clip", dp_clip, lo=0, lo_open=True)
     check_number("dp_delta", dp_delta, lo=0, hi=1, lo_open=True, hi_open=True)
@@ -116,7 +114,7 @@ class Defences:
         self.num_clients, self.model, self.per_client = num_clients, model, needs_client_updates(p)
         self.dp = p["dp_noise_multiplier"] > 0
         self.fakes, self.malicious, self.target = 0, np.zeros(0, np.int64), None
-        if p["attack"] == "promote_item":
+        if p["attack"] == "promote_item" or target_index is not None:   # without an attack: the film's exposure is measured
             self.popularity = np.asarray(item_counts, dtype=np.float64)
             self.target = int(target_index) if target_index is not None else choose_target(self.popularity)
         if p["attack"] == "promote_item" and one_client_per_user: self.fakes = fake_user_count(num_clients, p["attack_fraction"])

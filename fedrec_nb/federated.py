@@ -21,7 +21,7 @@ from .client import (ClientData, LocalConfig, client_generator, PrivateState, Sp
                               ClientUpdates, update_layout, flatten_update)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
-from .experiment import ParameterError, check_number, save_results, atomic_write
+from .experiment import ParameterError, check_choice, check_number, save_results, atomic_write
 from .federation import (DEVICES, ENGINES, check_federated_params, check_clients_fit, build_clients, sample_clients,
                                   Federation, build_federation, load_client, save_clients)
 from .metrics import rating_metrics, evaluate_ranking
@@ -32,9 +32,9 @@ from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpo
                                check_resume, write_run_results, _rng_states, _set_rng_states)
 
 # %% auto #0
-__all__ = ['FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
-           'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'run_federated',
-           'FederatedRecommender', 'plot_federated']
+__all__ = ['REFIT_LR', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
+           'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows',
+           'run_federated', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -185,6 +185,8 @@ def _raw_id(v):
     "A raw id as a JSON value (numpy integers become ints)."
     return v.item() if hasattr(v, "item") else v
 
+REFIT_LR = 0.02   # Adam's learning rate when devices re-fit their private rows (whatever the clients' optimizer)
+
 def refit_private_rows(net: torch.nn.Module, global_params: dict, private: PrivateState, clients: list, owner: np.ndarray,
                        features: Features, u, i, y,   # every training row (each user's rows stay with the user's client)
                        steps: int, lr: float):
@@ -207,7 +209,7 @@ def refit_private_rows(net: torch.nn.Module, global_params: dict, private: Priva
 def _defences(params, fed, net) -> Defences:
     "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
     tgt = None
-    if params["attack"] == "promote_item" and params["target_item"] is not None:
+    if params["target_item"] is not None:
         tgt = int(fed.features.item_index(np.array([params["target_item"]], dtype=object))[0])
         if tgt < 0: raise ParameterError(f"parameter target_item={params['target_item']!r}: not an item id of {params['dataset']}")
     counts = np.bincount(fed.train[1].numpy(), minlength=fed.features.n_items)
@@ -229,7 +231,7 @@ def _weighted_mean(stats, key):
 
 FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
                         "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
-                        "checkpoint_dir resume engine drop_inputs private_refit_steps").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
+                        "checkpoint_dir resume engine drop_inputs private_refit_steps client_optimizer").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
 
 def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                   model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
@@ -240,11 +242,13 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   attack="none", attack_fraction=0.0, attack_scale=10.0, target_item=None,  # simulated attackers
                   dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,            # DP-FedAvg (0: off)
                   client_dropout=0.0,           # probability that a sampled client does not answer
-                  private_refit_steps=0,        # partition 'user' + private rows: re-fit them on the device before each round and evaluation
+                  private_refit_steps=0,        # partition 'user' + private rows: re-fit them on the device after each round's update
+                  client_optimizer="adam",      # the clients' local optimizer: 'adam' or 'sgd'
                   demographic_key="occupation", # attribute of partition='demographic'
                   dirichlet_key="rating",       # class of partition='dirichlet': 'rating' or 'genre'
                   progress=True,                # show a tqdm bar over rounds
                   plots=True,                   # write (and show) the plots
+                  ranking=True,                 # rank every user's unrated films at the end (`evaluate_ranking`: seconds)
                   experiment=None,              # an already prepared `Experiment` with the same dataset/split (saves reloading)
                  ) -> dict:
     "Run a federated experiment end to end; returns the results written to `output_dir` plus the trained `recommender`."
@@ -258,8 +262,10 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   drop_inputs=list(_drop_list(drop_inputs)), aggregator=aggregator, trim_fraction=trim_fraction,
                   krum_f=krum_f, clip_norm=clip_norm, attack=attack, attack_fraction=attack_fraction,
                   attack_scale=attack_scale, target_item=target_item, dp_noise_multiplier=dp_noise_multiplier,
-                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout, private_refit_steps=private_refit_steps)
+                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout, private_refit_steps=private_refit_steps,
+                  client_optimizer=client_optimizer)
     check_defence_params(**params)
+    check_choice("client_optimizer", client_optimizer, ("adam", "sgd"))
     if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
         from fedrec_nb.flower import run_flower
         return run_flower(params, plots=plots)
@@ -275,7 +281,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     global_params = {n: p.detach().clone() for n, p in net.named_parameters()}
     strat = make_strategy(strategy, server_lr, mu)
     private = PrivateState(net.user_params, global_params) if private_user_embeddings else None
-    cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu)
+    cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu, client_optimizer)
     history, client_last, client_losses, start, resumed = [], {}, {}, 0, None
     fingerprint = data_fingerprint(params, u, i, y, tu, ti, ty)
     if resume:
@@ -307,8 +313,6 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     u_d, i_d, y_d = (u.to(dev), i.to(dev), y.to(dev)) if private_refit_steps else (None, None, None)
     for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
         t0 = time.perf_counter()
-        if private_refit_steps: refit_private_rows(net, global_params, private, clients, owner, feats, u_d, i_d, y_d,
-                                                   private_refit_steps, lr)
         drawn, chosen, fakes = guard.participants(r)   # sampled, answering (client_dropout), fake users (promote_item)
         sampled = [clients[k] for k in chosen]
         if sampled:
@@ -333,7 +337,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                 if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
                 strat.apply(global_params, upd.delta)
         if private_refit_steps: refit_private_rows(net, global_params, private, clients, owner, feats, u_d, i_d, y_d,
-                                                   private_refit_steps, lr)
+                                                   private_refit_steps, REFIT_LR)
         t_train = time.perf_counter() - t0
         load_params(net, serving_params(global_params, private, owner, dev))
         m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
@@ -379,7 +383,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                       "target_item_ratings": int(guard.popularity[guard.target]), "fake_users": guard.fakes,
                       "malicious_clients": len(guard.malicious)})
     rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
-    final.update(_ranking(rec, exp))
+    if ranking: final.update(_ranking(rec, exp))
     results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,
                    client_losses={str(k): v for k, v in sorted(client_losses.items())})
     write_run_results(out, results, history, client_rows)

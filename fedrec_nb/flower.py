@@ -177,7 +177,8 @@ def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: in
                          node.rating_scale)
     if train:
         p = node.params
-        cfg = LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], p["mu"] if p["strategy"] == "fedprox" else 0.0)
+        cfg = LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], p["mu"] if p["strategy"] == "fedprox" else 0.0,
+                          p.get("client_optimizer", "adam"))
         full = _full_params(node, shared, None)   # train_client reads the private rows from `private_rows`
         res = train_client(node.model, full, node.client, private_rows, cfg, p["seed"], round_idx, node.features, node.device)
     return sums, res

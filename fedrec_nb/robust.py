@@ -303,7 +303,7 @@ def exposure_ratio(scores: torch.Tensor,       # (n_users, n_items) predicted sc
     above = ((s > s[:, t:t + 1]) & ~r).sum(1)
     return float((above < k).to(torch.float64).mean())
 
-# %% ../nbs/06h_robust.ipynb #2415557c
+# %% ../nbs/06h_robust.ipynb #1e4cb255
 def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the sum of its updates so far (this round's included)
                       kappa: float = 1.0,  # confidence of the logit (the paper's kappa)
                      ) -> torch.Tensor:

@@ -201,7 +201,9 @@ def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks,
         leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
         ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
     grads = torch.autograd.grad(loss, leaves)
-    with torch.no_grad(): adam_step(params, list(grads), ms, vs, step, cfg.lr, step_tensor=step_t)
+    with torch.no_grad():
+        if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
+        else: adam_step(params, list(grads), ms, vs, step, cfg.lr, step_tensor=step_t)
     return torch.cat(mses)
 
 _COMPILED = {}

@@ -101,3 +101,19 @@ def test_dropout_is_counted_in_the_round_record(tmp_path):
 def test_bad_defence_parameters_are_refused(tmp_path, bad, match):
     with pytest.raises(ParameterError, match=match):
         run_federated(output_dir=tmp_path, **dict(SYN, **bad))
+
+
+def test_sgd_clients_agree_across_engines_and_differ_from_adam():
+    syn = synthetic_movielens(n_users=60, n_items=120, n_ratings=1_500, seed=1)
+    f = encode_features(syn); u, i, y = encode_ratings(syn.ratings, f)
+    clients = [ClientData(k, u[u % 4 == k], i[u % 4 == k], y[u % 4 == k]) for k in range(4)]
+    torch.manual_seed(0); net = build_model("mf", f, 8)
+    g = {n: p.detach().clone() for n, p in net.named_parameters()}
+    w = torch.full((4,), 0.25)
+    sgd = LocalConfig(1, 32, 0.5, optimizer="sgd")
+    a = local_train_sequential(net, g, clients, w, f, sgd, 0, 0)
+    b = local_train_vectorized(net, g, clients, w, f, sgd, 0, 0)
+    adam = local_train_sequential(net, g, clients, w, f, LocalConfig(1, 32, 0.5), 0, 0)
+    for n in a.delta:
+        assert torch.allclose(a.delta[n], b.delta[n], atol=1e-5)
+    assert not torch.allclose(a.delta["item_bias.weight"], adam.delta["item_bias.weight"], atol=1e-3)
