@@ -14,8 +14,8 @@ from .client import ClientUpdates
 from .experiment import ParameterError, check_choice, check_number
 from .federation import sample_clients
 from .privacy import dp_aggregate, epsilon_per_round, poisson_sample
-from .robust import (AGGREGATORS, ATTACKS, aggregate, craft_promotion, fake_user_count, foolsgold_weights,
-                              malicious_clients, unstack)
+from .robust import (AGGREGATORS, ATTACKS, aggregate, craft_promotion, exposure_ratio, fake_user_count,
+                              foolsgold_weights, malicious_clients, unstack)
 
 # %% auto #0
 __all__ = ['DEFENCE_DEFAULTS', 'DEFENCE_PARAMETERS', 'check_defence_params', 'needs_client_updates', 'round_participants',
@@ -137,6 +137,24 @@ class Defences:
         "What a checkpoint keeps: foolsgold's histories, sparse (a one-user client touches few item rows)."
         return dict(history={k: v.cpu().to_sparse() for k, v in self.history.items()})
     def load_state_dict(self, s: dict): self.history = {k: v.to_dense() for k, v in s.get("history", {}).items()}
+
+    def exposure(self, net: torch.nn.Module, features, rated: torch.Tensor) -> float:
+        "ER@10 of the target film under `net`'s scores (`rated`: who rated what in training, excluded)."
+        return exposure_ratio(score_matrix(net, features), rated, self.target, 10)
+
+    def final(self, net: torch.nn.Module, features, rated: torch.Tensor | None) -> dict:
+        "The run's final defence figures: epsilon and its accountant (DP); the target's ER@10 under `net`'s scores and the attack's size."
+        p, out = self.p, {}
+        if self.epsilons is not None:
+            out.update(epsilon=self.epsilons[-1], dp_delta=p["dp_delta"], accountant="rdp (Opacus RDPAccountant)",
+                       dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (self.num_clients + self.fakes))
+        if rated is not None and self.target is not None:
+            t = features.item_ids[self.target]
+            out.update({"test_er@10": self.exposure(net, features, rated),
+                        "target_item": t.item() if hasattr(t, "item") else t,
+                        "target_item_ratings": int(self.popularity[self.target]), "fake_users": self.fakes,
+                        "malicious_clients": len(self.malicious)})
+        return out
 
     def epsilon(self, round_idx: int) -> float | None:
         "Epsilon at `dp_delta` spent after round `round_idx` (0-based), or None without DP."

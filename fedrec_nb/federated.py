@@ -342,7 +342,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         load_params(net, serving_params(global_params, private, owner, dev))
         m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
         if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
-        if rated is not None: extra["er@10"] = exposure_ratio(score_matrix(net, feats), rated, guard.target, 10)
+        if rated is not None: extra["er@10"] = guard.exposure(net, feats, rated)
         extra.pop("note", None)
         if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
         for s in upd.client_stats:
@@ -374,14 +374,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                                 global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]))
     final = dict(**m, **client_spread(c_mae), rounds=len(history), engine=engine_used, device=str(dev),
                  train_seconds=float(sum(h["train_seconds"] for h in history)))
-    if guard.epsilons is not None:
-        final.update(epsilon=guard.epsilons[-1], dp_delta=dp_delta, accountant="rdp (Opacus RDPAccountant)",
-                     dp_sampling="poisson", dp_expected_clients=client_fraction * (num_clients + guard.fakes))
-    if rated is not None:
-        final.update({"test_er@10": exposure_ratio(score_matrix(net, feats), rated, guard.target, 10),
-                      "target_item": _raw_id(fed.features.item_ids[guard.target]),
-                      "target_item_ratings": int(guard.popularity[guard.target]), "fake_users": guard.fakes,
-                      "malicious_clients": len(guard.malicious)})
+    final.update(guard.final(net, feats, rated))
     rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
     if ranking: final.update(_ranking(rec, exp))
     results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,

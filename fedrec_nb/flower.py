@@ -319,7 +319,7 @@ def serve(grid: Grid, params: dict) -> dict:
             glob = strat.aggregate(glob, results)
             rejected, skipped = strat.last_round["rejected"], strat.last_round["skipped"]
         if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
-        if rated is not None: load_params(net, glob); extra["er@10"] = exposure_ratio(score_matrix(net, fed.features), rated, guard.target, 10)
+        if rated is not None: load_params(net, glob); extra["er@10"] = guard.exposure(net, fed.features, rated)
         extra.pop("note", None)
         if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
         for res in results: client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
@@ -372,17 +372,8 @@ def _defended_round(guard: Defences, strat, glob: dict, results: list, private: 
 
 def _defence_final(p: dict, fed: Federation, guard: Defences, rated, glob: dict) -> dict:
     "The final figures of the defences (as `run_federated`'s): epsilon and its accountant, ER@10 and the attack's size."
-    out = {}
-    if guard.epsilons is not None:
-        out.update(epsilon=guard.epsilons[-1], dp_delta=p["dp_delta"], accountant="rdp (Opacus RDPAccountant)",
-                   dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (p["num_clients"] + guard.fakes))
-    if rated is not None:
-        load_params(fed.model, glob)
-        out.update({"test_er@10": exposure_ratio(score_matrix(fed.model, fed.features), rated, guard.target, 10),
-                    "target_item": _raw_id(fed.features.item_ids[guard.target]),
-                    "target_item_ratings": int(guard.popularity[guard.target]), "fake_users": guard.fakes,
-                    "malicious_clients": len(guard.malicious)})
-    return out
+    if rated is not None: load_params(fed.model, glob)
+    return guard.final(fed.model, fed.features, rated)
 
 # %% ../nbs/06g_flower.ipynb #97faf865
 _SERVED: dict = {}   # output_dir -> (Federation, final global parameters) of a ServerApp run in this process
