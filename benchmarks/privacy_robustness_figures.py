@@ -37,12 +37,12 @@ PER_USER = dict(model="mf", partition="user", private_user_embeddings=True, embe
                 local_epochs=1, client_fraction=0.3, rounds=100, device="cpu", progress=False, plots=False)
 # DP settings: (label, target epsilon or None for the non-private run, run parameters)
 DP_GRID = [
-    ("non-private", None, dict()),
-    ("eps 10", 10.0, dict(dp_clip=0.1, server_lr=40.0)),
-    ("eps 5", 5.0, dict(dp_clip=0.1, server_lr=40.0)),
-    ("eps 2", 2.0, dict(dp_clip=0.1, server_lr=20.0, embedding_dim=2)),
-    ("eps 1", 1.0, dict(dp_clip=0.1, server_lr=15.0, embedding_dim=2)),
-    ("eps 0.5", 0.5, dict(dp_clip=0.1, server_lr=10.0, embedding_dim=2)),
+    ("non-private", None, dict(private_refit_steps=5)),
+    ("eps 10", 10.0, dict(dp_clip=0.1, server_lr=25.0, embedding_dim=2, private_refit_steps=5)),
+    ("eps 5", 5.0, dict(dp_clip=0.1, server_lr=20.0, embedding_dim=2, private_refit_steps=5)),
+    ("eps 2", 2.0, dict(dp_clip=0.1, server_lr=12.0, embedding_dim=1, private_refit_steps=5)),
+    ("eps 1", 1.0, dict(dp_clip=0.1, server_lr=8.0, embedding_dim=1, private_refit_steps=5)),
+    ("eps 0.5", 0.5, dict(dp_clip=0.1, server_lr=5.0, embedding_dim=1, private_refit_steps=5)),
 ]
 # untargeted: the notebook's default model and schedule, 10 IID clients
 IID = dict(model="mf", partition="iid", num_clients=10, rounds=5, local_epochs=1, batch_size=256, lr=1e-2, embedding_dim=32,
@@ -76,12 +76,13 @@ def save(rows, name):
     return df
 
 
-def part_dp(seeds, dataset, rounds):
+def part_dp(seeds, dataset, rounds, settings=None):
+    grid = [g for g in DP_GRID if settings is None or g[0] in settings]
     rows = []
     for seed in seeds:
         exp = prepare_experiment(dataset, None, seed, 0.1, "random", OUT / "dp")
         n = exp.train.user_id.nunique()
-        for label, eps, kw in DP_GRID:
+        for label, eps, kw in grid:
             p = dict(PER_USER, num_clients=n, rounds=rounds, **kw)
             if eps is not None: p["dp_noise_multiplier"] = noise_for_epsilon(eps, p["client_fraction"], rounds, 1e-5)
             r = run(exp, seed, **p)
@@ -93,7 +94,7 @@ def part_dp(seeds, dataset, rounds):
           f"delta = 1e-5, seeds {seeds}\n")
     print("| setting | noise multiplier | clip | server lr | dim | epsilon | RMSE | MAE | s/round |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, _, _ in DP_GRID:
+    for label, _, _ in grid:
         d = df[df.setting == label]
         e = d.epsilon.dropna()
         print(f"| {label} | {d.noise_multiplier.iloc[0]:.3f} | {d.dp_clip.iloc[0] if d.dp_clip.notna().any() else '-'} | "
@@ -178,13 +179,14 @@ def main():
     ap.add_argument("part", choices=["dp", "untargeted", "targeted"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--dataset", default="ml-100k", help="dp only: ml-100k or synthetic-ml-1m")
-    ap.add_argument("--rounds", type=int, default=None, help="default: 100 (dp), 5 (untargeted), 30 (targeted)")
+    ap.add_argument("--rounds", type=int, default=None, help="default: 30 (dp), 5 (untargeted), 30 (targeted)")
     ap.add_argument("--clip", type=float, default=0.05, help="targeted: norm_bound's clip_norm")
+    ap.add_argument("--settings", default=None, help="dp: comma-separated labels of DP_GRID to run (default: all)")
     ap.add_argument("--aggregators", default=",".join(TARGETED), help="targeted: the defences compared")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     t = time.time()
-    if a.part == "dp": part_dp(seeds, a.dataset, a.rounds or 100)
+    if a.part == "dp": part_dp(seeds, a.dataset, a.rounds or 30, a.settings.split(",") if a.settings else None)
     elif a.part == "untargeted": part_untargeted(seeds, a.rounds or 5)
     else: part_targeted(seeds, a.rounds or 30, a.clip, a.aggregators.split(","))
     print(f"\n{time.time() - t:.0f} s in all")
