@@ -14,8 +14,18 @@ from fedrec_nb.privacy import epsilon
 from fedrec_nb.robust import unstack
 from fedrec_nb.vectorized import local_train_vectorized
 
-SYN = dict(dataset="synthetic", model="mf", num_clients=10, rounds=4, local_epochs=1, batch_size=256, lr=1e-2,
-           embedding_dim=8, device="cpu", progress=False, plots=False)
+SYN = dict(model="mf", num_clients=10, rounds=4, local_epochs=1, batch_size=64, lr=1e-2, embedding_dim=8, device="cpu",
+           progress=False, plots=False, ranking=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_ratings(tmp_path_factory):
+    "A small synthetic ratings file (200 users, 300 films, 12,000 ratings) as the dataset of every run here."
+    syn = synthetic_movielens(n_users=200, n_items=300, n_ratings=12_000, seed=3)
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    syn.ratings.to_csv(path, index=False)
+    SYN["dataset"] = str(path)
+    yield path
 
 
 @pytest.mark.parametrize("model,private", [("mf", True), ("hybrid", False)])
@@ -46,11 +56,11 @@ def test_the_per_client_path_reproduces_the_plain_run(tmp_path):
 
 def test_dp_run_records_the_accountants_epsilon_every_round(tmp_path):
     kw = dict(SYN, partition="user", num_clients=200, client_fraction=0.3, private_user_embeddings=True, batch_size=32,
-              dp_noise_multiplier=1.2, dp_clip=0.1, rounds=5)
+              dp_noise_multiplier=1.2, dp_clip=0.1, rounds=4)
     res = run_federated(output_dir=tmp_path, **kw)
     eps = [r["epsilon"] for r in res["rounds"]]
     assert all(a < b for a, b in zip(eps, eps[1:]))
-    assert res["final"]["epsilon"] == pytest.approx(epsilon(1.2, 0.3, 5, 1e-5), rel=1e-9)
+    assert res["final"]["epsilon"] == pytest.approx(epsilon(1.2, 0.3, 4, 1e-5), rel=1e-9)
     assert len({r["sampled"] for r in res["rounds"]}) > 1          # Poisson sampling: the count varies
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rounds"][-1]["epsilon"] == pytest.approx(eps[-1]) and saved["final"]["dp_delta"] == 1e-5
