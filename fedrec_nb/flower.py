@@ -36,7 +36,7 @@ from .defences import Defences, check_defence_params, round_participants, score_
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
-from .federated import (FederatedRecommender, _defences, _raw_id, _weighted_mean, add_sums, client_spread,
+from .federated import (FederatedRecommender, _defences, _drop_list, _raw_id, _weighted_mean, add_sums, client_spread,
                                  eval_sums, load_params, metrics_from_sums, plot_federated)
 from .records import write_run_results
 from .models import build_model
@@ -125,9 +125,14 @@ _FEATURE_NAMES = ("genre_names", "occupation_names", "age_names", "gender_names"
 
 def node_folder() -> Path: return cache_dir() / "federations"
 
+def _meta_name(params: dict) -> str:
+    "The node meta file's name: the model, its width and the input groups it leaves out (`drop_inputs`)."
+    drop = sorted(_drop_list(params.get("drop_inputs")))
+    return f"meta_{params['model']}_{params['embedding_dim']}{'_no-' + '-'.join(drop) if drop else ''}.pt"
+
 def save_node_meta(fed: Federation, folder) -> Path:
     "Next to `save_clients`' files: what every node shares (feature tensors, sizes, initial parameters), loadable with `weights_only`."
-    f = Path(folder) / federation_key(fed.params) / f"meta_{fed.params['model']}_{fed.params['embedding_dim']}.pt"
+    f = Path(folder) / federation_key(fed.params) / _meta_name(fed.params)
     feats = fed.features
     meta = dict(n_users=feats.n_users, n_items=feats.n_items, rating_scale=[float(x) for x in fed.rating_scale],
                 initial_params={n: t.cpu() for n, t in fed.initial_params.items()},
@@ -138,9 +143,10 @@ def save_node_meta(fed: Federation, folder) -> Path:
 def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     "Node `cid`'s `Node`: from this process's memory, else from its files under `folder`, else built once and saved there."
     folder = Path(folder) if folder is not None else node_folder()
-    key = (federation_key(params), params["model"], params["embedding_dim"], int(cid))
+    drop = _drop_list(params.get("drop_inputs"))
+    key = (federation_key(params), params["model"], params["embedding_dim"], tuple(sorted(drop)), int(cid))
     if key in _NODE_CACHE: return _NODE_CACHE[key]
-    meta_f = folder / federation_key(params) / f"meta_{params['model']}_{params['embedding_dim']}.pt"
+    meta_f = folder / federation_key(params) / _meta_name(params)
     if not meta_f.exists():
         fed = build_federation(dict(params, engine="sequential"))
         save_clients(fed, folder); save_node_meta(fed, folder)
@@ -148,7 +154,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     m = torch.load(meta_f, map_location="cpu", weights_only=True)
     feats = Features(np.arange(m["n_users"]), np.arange(m["n_items"]), *(m[k] for k in _FEATURE_TENSORS),
                      *(m[k] for k in _FEATURE_NAMES))   # indices stand for the raw ids: a node never sees them
-    net = build_model(params["model"], feats, params["embedding_dim"], tuple(m["rating_scale"]))
+    net = build_model(params["model"], feats, params["embedding_dim"], tuple(m["rating_scale"]), drop=drop)
     if set(dict(net.named_parameters())) != set(m["initial_params"]):
         raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
     dev = _as_device(device)
