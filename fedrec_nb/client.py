@@ -13,11 +13,13 @@ import torch.nn.functional as F
 
 from .data import Features
 from .models import model_inputs
+from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives, implicit_loss_from_scores
+
 
 # %% auto #0
 __all__ = ['ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult', 'update_nbytes',
            'transfer_nbytes', 'update_problem', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update',
-           'predict_rows', 'train_client']
+           'predict_rows', 'client_negatives', 'train_client']
 
 # %% ../nbs/06d_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -47,6 +49,9 @@ class LocalConfig:
     lr: float = 1e-3        # Adam learning rate
     mu: float = 0.0         # FedProx: adds (mu/2)*||theta - theta_start||^2 to every batch loss
     optimizer: str = "adam" # 'adam' (a fresh Adam each round) or 'sgd' (plain gradient steps: updates proportional to the gradient)
+    objective: str = "rating"  # 'rating' (MSE on the ratings) or 'implicit' (every row a positive, sampled negatives, `loss`)
+    num_negatives: int = 4  # implicit: unrated items drawn per positive per local epoch, on the client
+    loss: str = "bce"       # implicit: 'bce' (NCF, PFedRec) or 'bpr'
 
 def client_generator(seed: int, round_idx: int, cid: int) -> torch.Generator:
     "The CPU generator that alone decides client `cid`'s batch order in round `round_idx`."
@@ -210,9 +215,9 @@ def predict_rows(model, features: Features, users, items, batch_size=65_536) -> 
     out = [model(features.batch(users[s:s + batch_size], items[s:s + batch_size], f)) for s in range(0, len(users), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
-def _client_view(model, glob: dict, c: ClientData, rows: dict | None, device):
-    "The client's local copy: user/item tables cut down to the rows it touches (its own `rows` of the private ones), indices remapped."
-    users, items = torch.unique(c.users), torch.unique(c.items)
+def _client_view(model, glob: dict, c: ClientData, rows: dict | None, device, extra_items=None):
+    "The client's local copy: user/item tables cut down to the rows it touches (its own `rows` of the private ones, and `extra_items`: sampled negatives), indices remapped."
+    users, items = torch.unique(c.users), torch.unique(c.items if extra_items is None else torch.cat([c.items, extra_items]))
     params = {}
     for n, t in glob.items():
         if n in model.user_params: p = rows[n].to(device) if rows is not None and n in rows else t[users.to(device)]
@@ -228,6 +233,20 @@ def _local_batch(features, u, i, lu, li, idx, fields=None):
     b = features.batch(u[idx], i[idx], fields)
     b["user"], b["item"] = lu[idx], li[idx]
     return b
+
+def _implicit_batch(features, u, i, lu, li, idx, neg, lneg, fields=None):
+    "Inputs for positives `idx` followed by their negatives (`neg`/`lneg`: (n, m) global/local item indices), one forward pass."
+    m = neg.shape[1]
+    uu = torch.cat([u[idx], u[idx].repeat_interleave(m)])
+    b = features.batch(uu, torch.cat([i[idx], neg[idx].reshape(-1)]), fields)
+    b["user"], b["item"] = torch.cat([lu[idx], lu[idx].repeat_interleave(m)]), torch.cat([li[idx], lneg[idx].reshape(-1)])
+    return b
+
+def client_negatives(c: ClientData, n_items: int, cfg: LocalConfig, g: torch.Generator) -> list:
+    """The implicit objective's negatives of client `c` for each local epoch: `(n_train, num_negatives)` item indices drawn
+    uniformly among the items the client's own users did not rate, knowing only its own rows and the number of items."""
+    keys = interaction_keys(c.users.cpu(), c.items.cpu(), n_items)
+    return [sample_train_negatives(c.users.cpu(), keys, n_items, cfg.num_negatives, g) for _ in range(cfg.local_epochs)]
 
 def train_client(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
                  shared_params: dict,     # name -> tensor: the global model at the start of the round (on `device`)
@@ -249,18 +268,25 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     glob = {n: shared_params[n] for n, _ in model.named_parameters()}
     call = lambda params, b: torch.func.functional_call(model, params, (b,))
     fields = model_inputs(model)
-    params, users, items, lu, li = _client_view(model, glob, c, private_rows, device)
+    implicit = cfg.objective == "implicit"
+    g = client_generator(seed, round_idx, c.cid)
+    negs = client_negatives(c, glob[model.item_params[0]].shape[0], cfg, g) if implicit else None   # drawn before the batch orders
+    params, users, items, lu, li = _client_view(model, glob, c, private_rows, device,
+                                                torch.cat([n.reshape(-1) for n in negs]) if implicit else None)
     anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
     opt = (torch.optim.SGD(list(params.values()), lr=cfg.lr, foreach=True) if cfg.optimizer == "sgd" else
            torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True))
-    g = client_generator(seed, round_idx, c.cid)
     u, i, y = c.users.to(device), c.items.to(device), c.ratings.to(device)
-    for _ in range(cfg.local_epochs):
+    for e in range(cfg.local_epochs):
         order = torch.randperm(c.n_train, generator=g).to(device)
+        if implicit: neg = negs[e].to(device); lneg = torch.searchsorted(items, neg)
         losses = []
         for s in range(0, c.n_train, cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
-            mse = F.mse_loss(call(params, _local_batch(features, u, i, lu, li, idx, fields)), y[idx])
+            if implicit:   # every training row a positive, scored with its negatives in one pass
+                sc = call(params, _implicit_batch(features, u, i, lu, li, idx, neg, lneg, fields))
+                mse = implicit_loss_from_scores(sc[:len(idx)], sc[len(idx):].view(len(idx), -1), cfg.loss)
+            else: mse = F.mse_loss(call(params, _local_batch(features, u, i, lu, li, idx, fields)), y[idx])
             loss = mse
             if anchor is not None:
                 loss = loss + cfg.mu / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in params.items())
@@ -277,6 +303,9 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
             else: update[n] = p - glob[n]; continue
             update[n] = rows if sparse else rows.dense(glob[n].shape[0])
         new_private = {n: params[n].detach() for n in private_names} if private_rows is not None else None
+        if implicit:   # no rating to compare with: the figures are the loss alone
+            return ClientResult(c.cid, c.n_train, update, dict(train_loss=float(torch.stack(losses).mean()) if losses else nan,
+                                                               local_mae=nan, local_rmse=nan), new_private)
         err = torch.cat([call(params, _local_batch(features, u, i, lu, li, torch.arange(s, min(s + 65_536, c.n_train), device=device), fields))
                          for s in range(0, c.n_train, 65_536)]) - y
         stats = dict(train_loss=float(torch.stack(losses).mean()) if losses else nan,

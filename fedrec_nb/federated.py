@@ -28,6 +28,7 @@ from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
 from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params, score_matrix
 from .robust import exposure_ratio
+from .implicit import implicit_data, evaluate_topn, model_scorer
 from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, _rng_states, _set_rng_states)
 
@@ -229,9 +230,14 @@ def _weighted_mean(stats, key):
     ok = np.isfinite(v) & (n > 0)
     return float((n[ok] * v[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
 
+def _topn(net, data, protocol="sampled", k=10) -> dict:
+    "`test_hr@k` and `test_ndcg@k` of `net`'s raw score on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
+    r = evaluate_topn(model_scorer(net), data, protocol, k)
+    return {f"test_hr@{k}": r[f"hr@{k}"], f"test_ndcg@{k}": r[f"ndcg@{k}"]}
+
 FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
                         "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
-                        "checkpoint_dir resume engine drop_inputs private_refit_steps client_optimizer").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
+                        "checkpoint_dir resume engine drop_inputs private_refit_steps client_optimizer objective num_negatives loss").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
 
 def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                   model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
@@ -244,6 +250,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   client_dropout=0.0,           # probability that a sampled client does not answer
                   private_refit_steps=0,        # partition 'user' + private rows: re-fit them on the device after each round's update
                   client_optimizer="adam",      # the clients' local optimizer: 'adam' or 'sgd'
+                  objective="rating",           # 'rating' (MSE) or 'implicit' (positives against sampled negatives: HR@10/NDCG@10)
+                  num_negatives=4,              # implicit: negatives each client samples per positive per local epoch
+                  loss="bce",                   # implicit: 'bce' or 'bpr'
                   demographic_key="occupation", # attribute of partition='demographic'
                   dirichlet_key="rating",       # class of partition='dirichlet': 'rating' or 'genre'
                   progress=True,                # show a tqdm bar over rounds
@@ -263,7 +272,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                   krum_f=krum_f, clip_norm=clip_norm, attack=attack, attack_fraction=attack_fraction,
                   attack_scale=attack_scale, target_item=target_item, dp_noise_multiplier=dp_noise_multiplier,
                   dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout, private_refit_steps=private_refit_steps,
-                  client_optimizer=client_optimizer)
+                  client_optimizer=client_optimizer, objective=objective, num_negatives=num_negatives, loss=loss)
     check_defence_params(**params)
     check_choice("client_optimizer", client_optimizer, ("adam", "sgd"))
     if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
@@ -281,7 +290,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     global_params = {n: p.detach().clone() for n, p in net.named_parameters()}
     strat = make_strategy(strategy, server_lr, mu)
     private = PrivateState(net.user_params, global_params) if private_user_embeddings else None
-    cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu, client_optimizer)
+    cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu, client_optimizer, objective, num_negatives, loss)
     history, client_last, client_losses, start, resumed = [], {}, {}, 0, None
     fingerprint = data_fingerprint(params, u, i, y, tu, ti, ty)
     if resume:
@@ -310,6 +319,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     moved = [transfer_nbytes(net, global_params, nu, ni, private.names if private is not None else ()) if c.n_train else 0
              for c, (nu, ni) in zip(clients, touched)]   # bytes each client receives and sends back per round (sparse rows)
     tu_d, ti_d = tu.to(dev), ti.to(dev)
+    topn = implicit_data(exp.train, exp.test, exp.features).to(dev) if objective == "implicit" else None  # 99 shared negatives (seed 0)
     u_d, i_d, y_d = (u.to(dev), i.to(dev), y.to(dev)) if private_refit_steps else (None, None, None)
     for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
         t0 = time.perf_counter()
@@ -340,7 +350,11 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                                                    private_refit_steps, REFIT_LR)
         t_train = time.perf_counter() - t0
         load_params(net, serving_params(global_params, private, owner, dev))
-        m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
+        if topn is None: m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
+        else:   # implicit: HR@10 and NDCG@10 under `sampled`, and what that evaluation of every user cost
+            t_eval = time.perf_counter()
+            m, c_mae = _topn(net, topn), np.full(num_clients, np.nan)
+            extra["eval_seconds"] = time.perf_counter() - t_eval
         if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
         if rated is not None: extra["er@10"] = guard.exposure(net, feats, rated)
         extra.pop("note", None)
@@ -364,7 +378,10 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     # final figures
     serve = serving_params(global_params, private, owner, dev)
     load_params(net, serve)
-    m, c_mae, c_rmse = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
+    if topn is None: m, c_mae, c_rmse = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
+    else:   # implicit: both protocols at the end (`full` ranks every item the user did not rate in training)
+        m = {**_topn(net, topn), **{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}}
+        c_mae = c_rmse = np.full(num_clients, np.nan)
     client_rows = []
     for c in clients:
         last = client_last.get(c.cid, {})
@@ -376,7 +393,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
                  train_seconds=float(sum(h["train_seconds"] for h in history)))
     final.update(guard.final(net, feats, rated))
     rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
-    if ranking: final.update(_ranking(rec, exp))
+    if ranking and topn is None: final.update(_ranking(rec, exp))
     results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,
                    client_losses={str(k): v for k, v in sorted(client_losses.items())})
     write_run_results(out, results, history, client_rows)
@@ -449,8 +466,16 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         q = L.quantile([0.1, 0.5, 0.9]).unstack()
         ax.plot(q.index, q[0.5], label="median client"); ax.fill_between(q.index, q[0.1], q[0.9], alpha=0.3, label="10-90% of clients")
         ax.legend()
-    ax.set(xlabel="round", ylabel="local training loss (MSE)", title="Training loss per client"); ax.grid(True)
+    implicit = results["params"].get("objective", "rating") == "implicit"
+    ax.set(xlabel="round", ylabel=f"local training loss ({results['params']['loss'].upper() if implicit else 'MSE'})",
+           title="Training loss per client"); ax.grid(True)
     _save(fig, "client_losses.png")
+    if implicit:   # no ratings predicted: HR@10 and NDCG@10 (sampled) over rounds
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for c in ("test_hr@10", "test_ndcg@10"): ax.plot(hist["round"], hist[c], marker="o", label=f"{c[5:]} (sampled)")
+        ax.set(xlabel="round", ylabel="metric", title="Global model over rounds"); ax.grid(True); ax.legend()
+        _save(fig, "metrics_over_rounds.png")
+        return paths
     gmae = results["final"]["test_mae"]
     fig, ax = plt.subplots(figsize=(9, 4))
     if len(clients) <= 50:

@@ -17,18 +17,19 @@ from .client import ClientData
 from .data import Features, encode_ratings
 from .experiment import (Experiment, ParameterError, check_choice, check_number, check_output_dir, prepare_experiment,
                                   atomic_write)
-from .models import MODELS, build_model
+from .models import MODELS, IMPLICIT_MODELS, build_model
 from .partitions import PARTITIONS, partition as make_partition, client_of_user
 from .strategies import STRATEGIES
 
 # %% auto #0
-__all__ = ['DEVICES', 'ENGINES', 'DATA_KEYS', 'FEDERATION_DEFAULTS', 'check_federated_params', 'check_clients_fit',
+__all__ = ['DEVICES', 'ENGINES', 'OBJECTIVES', 'DATA_KEYS', 'FEDERATION_DEFAULTS', 'check_federated_params', 'check_clients_fit',
            'build_clients', 'sample_clients', 'Federation', 'build_federation', 'federation_key', 'save_clients',
            'load_client']
 
 # %% ../nbs/06f_federation.ipynb #d2a72b81
 DEVICES = ("auto", "cpu", "cuda")
 ENGINES = ("vectorized", "sequential", "flower")  # flower: Flower's simulation runtime (`fedrec_nb.flower`, the `flower` extra)
+OBJECTIVES = ("rating", "implicit")  # what the clients fit: the ratings (MSE), or every rating a positive against sampled negatives
 
 def _check_bool(name, v):
     if not isinstance(v, (bool, np.bool_)): raise ParameterError(f"parameter {name}={v!r}: must be True or False")
@@ -36,7 +37,8 @@ def _check_bool(name, v):
 def check_federated_params(model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1,
                            batch_size=256, lr=1e-3, strategy="fedavg", mu=0.0, server_lr=None, client_fraction=1.0,
                            private_user_embeddings=False, embedding_dim=32, device="auto", checkpoint_dir=None,
-                           resume=False, engine="vectorized", output_dir="runs/federated", **_):
+                           resume=False, engine="vectorized", output_dir="runs/federated", objective="rating", num_negatives=4,
+                           loss="bce", split="random", private_refit_steps=0, drop_inputs=(), **_):
     "Raise `ParameterError` naming the first invalid federated parameter."
     check_choice("model", model, list(MODELS))
     check_choice("partition", partition, PARTITIONS)
@@ -59,6 +61,22 @@ def check_federated_params(model="hybrid", partition="iid", num_clients=10, alph
     if checkpoint_dir is not None: check_output_dir(checkpoint_dir, "checkpoint_dir")
     _check_bool("resume", resume)
     check_choice("engine", engine, ENGINES)
+    check_choice("objective", objective, OBJECTIVES)
+    check_number("num_negatives", num_negatives, lo=1, integer=True)
+    check_choice("loss", loss, ("bce", "bpr"))
+    if objective == "implicit":
+        if split != "leave_one_out":
+            raise ParameterError(f"parameter split={split!r}: objective='implicit' is evaluated by HR@10/NDCG@10 of each user's "
+                                 "latest interaction: use split='leave_one_out'")
+        if model not in IMPLICIT_MODELS:
+            raise ParameterError(f"parameter model={model!r}: objective='implicit' needs a model scoring a logit, one of {list(IMPLICIT_MODELS)}")
+        if engine == "flower":
+            raise ParameterError("parameter engine='flower': objective='implicit' runs on the 'vectorized' or 'sequential' engine only")
+        if private_refit_steps:
+            raise ParameterError(f"parameter private_refit_steps={private_refit_steps}: re-fits private rows to the ratings (MSE); "
+                                 "use 0 with objective='implicit'")
+        if drop_inputs:
+            raise ParameterError(f"parameter drop_inputs={drop_inputs!r}: the implicit models read no side features; use ''")
 
 def check_clients_fit(num_clients: int, train: pd.DataFrame):
     "Raise `ParameterError` when there are more clients than users with training ratings."
@@ -114,7 +132,7 @@ class Federation:
 
 FEDERATION_DEFAULTS = dict(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
                            model="hybrid", partition="iid", num_clients=10, alpha=0.5, embedding_dim=32,
-                           demographic_key="occupation", dirichlet_key="rating")
+                           demographic_key="occupation", dirichlet_key="rating", objective="rating", num_negatives=4, loss="bce")
 
 def build_federation(params: dict, experiment: Experiment | None = None) -> Federation:
     "Check `params`, load and split the data (or use `experiment`), partition it into clients and seed the model."
@@ -136,8 +154,11 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     torch.manual_seed(p["seed"])
     drop = p.get("drop_inputs") or ()
     drop = tuple(s.strip() for s in drop.split(",") if s.strip()) if isinstance(drop, str) else tuple(drop)
-    net = (build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale, drop=drop) if drop else
-           build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale))
+    if p["objective"] == "implicit":   # the model's output is a logit (`IMPLICIT_MODELS`: `mf` is `LogitMF`, same parameters)
+        net = IMPLICIT_MODELS[p["model"]](exp.features, embedding_dim=p["embedding_dim"], rating_scale=exp.data.rating_scale)
+    else:
+        net = (build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale, drop=drop) if drop else
+               build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale))
     init = {n: t.detach().clone() for n, t in net.named_parameters()}
     return Federation(p, exp, exp.features, (u, i, y), (tu, ti, ty), clients, owner, test_owner, net, init,
                       tuple(exp.data.rating_scale))

@@ -341,6 +341,8 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                           ) -> RoundUpdate:
     "Train all `clients` from the global parameters, many at once; the same `RoundUpdate` as `local_train_sequential`."
     if (why := unsupported_reason(model)) is not None: raise NotImplementedError(why)
+    if getattr(cfg, "objective", "rating") != "rating":   # the run falls back to `local_train_sequential`, which says why
+        raise NotImplementedError(f"objective={cfg.objective!r} (sampled negatives) is trained by the sequential engine only")
     device = _as_device(device)
     old_threads = torch.get_num_threads()
     if num_threads and device.type == "cpu": torch.set_num_threads(num_threads)
