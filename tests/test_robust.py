@@ -102,12 +102,20 @@ def test_norm_bound_clips_then_takes_the_weighted_mean():
     torch.testing.assert_close(aggregate(U, w, "norm_bound", clip_norm=1e3).delta, aggregate(U, w).delta)
 
 
-@pytest.mark.parametrize("name", AGGREGATORS)
+@pytest.mark.parametrize("name", [a for a in AGGREGATORS if a != "foolsgold"])
 def test_every_aggregator_is_the_identity_on_identical_updates(name):
     row = torch.randn(50)
     U = row.expand(8, -1).clone()
     out = aggregate(U, _w(8), name, krum_f=1, clip_norm=1e6)
     torch.testing.assert_close(out.delta, row)
+
+
+def test_foolsgold_gives_identical_clients_no_weight_and_keeps_distinct_ones():
+    "FoolsGold's design: clients whose histories point the same way are sybils (weight 0), distinct ones keep weight 1."
+    row = torch.randn(50)
+    torch.testing.assert_close(aggregate(row.expand(8, -1).clone(), _w(8), "foolsgold").delta, torch.zeros(50))
+    U = torch.eye(8, 50)                                   # eight clients with nothing in common
+    torch.testing.assert_close(aggregate(U, _w(8), "foolsgold").delta, aggregate(U, _w(8)).delta)
 
 
 @pytest.mark.parametrize("name", ["median", "trimmed_mean", "krum", "multi_krum"])
