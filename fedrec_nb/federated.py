@@ -26,8 +26,7 @@ from .federation import (DEVICES, ENGINES, check_federated_params, check_clients
                                   Federation, build_federation, load_client, save_clients)
 from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
-from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params, score_matrix
-from .robust import exposure_ratio
+from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params
 from .implicit import implicit_data, evaluate_topn, model_scorer
 from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, _rng_states, _set_rng_states)
@@ -181,10 +180,6 @@ def _drop_list(drop) -> tuple:
     if drop is None: return ()
     if isinstance(drop, str): return tuple(s.strip() for s in drop.split(",") if s.strip())
     return tuple(drop)
-
-def _raw_id(v):
-    "A raw id as a JSON value (numpy integers become ints)."
-    return v.item() if hasattr(v, "item") else v
 
 REFIT_LR = 0.02   # Adam's learning rate when devices re-fit their private rows (whatever the clients' optimizer)
 

@@ -32,15 +32,15 @@ import pandas as pd
 from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, SparseRows, _as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
-from .defences import Defences, check_defence_params, round_participants, score_matrix
+from .defences import Defences, check_defence_params, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
-from .federated import (FederatedRecommender, _defences, _drop_list, _raw_id, _weighted_mean, add_sums, client_spread,
+from .federated import (FederatedRecommender, _defences, _drop_list, _weighted_mean, add_sums, client_spread,
                                  eval_sums, load_params, metrics_from_sums, plot_federated)
 from .records import write_run_results
 from .models import build_model
-from .robust import exposure_ratio, unstack
+from .robust import unstack
 from .strategies import make_strategy
 
 # %% ../nbs/06g_flower.ipynb #d827d95c
