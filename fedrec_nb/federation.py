@@ -70,8 +70,6 @@ def check_federated_params(model="hybrid", partition="iid", num_clients=10, alph
                                  "latest interaction: use split='leave_one_out'")
         if model not in IMPLICIT_MODELS:
             raise ParameterError(f"parameter model={model!r}: objective='implicit' needs a model scoring a logit, one of {list(IMPLICIT_MODELS)}")
-        if engine == "flower":
-            raise ParameterError("parameter engine='flower': objective='implicit' runs on the 'vectorized' or 'sequential' engine only")
         if private_refit_steps:
             raise ParameterError(f"parameter private_refit_steps={private_refit_steps}: re-fits private rows to the ratings (MSE); "
                                  "use 0 with objective='implicit'")

@@ -16,12 +16,13 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
-           'federated_defaults', 'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors',
-           'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_step',
-           'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app', 'run_flower',
-           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params',
-           'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'FLOWER_IMPLICIT_MODELS', 'SECAGG_REFUSED', 'secagg_client_app',
+           'secagg_server_app', 'federated_defaults', 'params_from_run_config', 'run_config_from_params',
+           'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta',
+           'load_node', 'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app',
+           'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment',
+           'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg',
+           'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -37,9 +38,10 @@ from .experiment import ParameterError, atomic_write, check_number, load_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
 from .federated import (FederatedRecommender, _defences, _drop_list, _weighted_mean, add_sums, client_spread,
-                                 eval_sums, load_params, metrics_from_sums, plot_federated)
+                                 eval_sums, load_params, metrics_from_sums, plot_federated, _topn)
+from .implicit import implicit_data
 from .records import write_run_results
-from .models import build_model
+from .models import IMPLICIT_MODELS, build_model
 from .robust import unstack
 from .strategies import make_strategy
 
@@ -126,9 +128,16 @@ _FEATURE_NAMES = ("genre_names", "occupation_names", "age_names", "gender_names"
 def node_folder() -> Path: return cache_dir() / "federations"
 
 def _meta_name(params: dict) -> str:
-    "The node meta file's name: the model, its width and the input groups it leaves out (`drop_inputs`)."
+    "The node meta file's name: the model, its width, the input groups it leaves out (`drop_inputs`) and the objective."
     drop = sorted(_drop_list(params.get("drop_inputs")))
-    return f"meta_{params['model']}_{params['embedding_dim']}{'_no-' + '-'.join(drop) if drop else ''}.pt"
+    implicit = "_implicit" if params.get("objective", "rating") == "implicit" else ""
+    return f"meta_{params['model']}_{params['embedding_dim']}{'_no-' + '-'.join(drop) if drop else ''}{implicit}.pt"
+
+def _node_model(params: dict, feats: Features, rating_scale: tuple, drop: tuple) -> torch.nn.Module:
+    "The network `build_federation` builds for `params`: a logit model of `IMPLICIT_MODELS` under objective='implicit'."
+    if params.get("objective", "rating") == "implicit":
+        return IMPLICIT_MODELS[params["model"]](feats, embedding_dim=params["embedding_dim"], rating_scale=rating_scale)
+    return build_model(params["model"], feats, params["embedding_dim"], rating_scale, drop=drop)
 
 def save_node_meta(fed: Federation, folder) -> Path:
     "Next to `save_clients`' files: what every node shares (feature tensors, sizes, initial parameters), loadable with `weights_only`."
@@ -144,7 +153,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     "Node `cid`'s `Node`: from this process's memory, else from its files under `folder`, else built once and saved there."
     folder = Path(folder) if folder is not None else node_folder()
     drop = _drop_list(params.get("drop_inputs"))
-    key = (federation_key(params), params["model"], params["embedding_dim"], tuple(sorted(drop)), int(cid))
+    key = (federation_key(params), _meta_name(params), int(cid))
     if key in _NODE_CACHE: return _NODE_CACHE[key]
     meta_f = folder / federation_key(params) / _meta_name(params)
     if not meta_f.exists():
@@ -154,7 +163,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     m = torch.load(meta_f, map_location="cpu", weights_only=True)
     feats = Features(np.arange(m["n_users"]), np.arange(m["n_items"]), *(m[k] for k in _FEATURE_TENSORS),
                      *(m[k] for k in _FEATURE_NAMES))   # indices stand for the raw ids: a node never sees them
-    net = build_model(params["model"], feats, params["embedding_dim"], tuple(m["rating_scale"]), drop=drop)
+    net = _node_model(params, feats, tuple(m["rating_scale"]), drop)
     if set(dict(net.named_parameters())) != set(m["initial_params"]):
         raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
     dev = _as_device(device)
@@ -184,7 +193,8 @@ def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: in
     if train:
         p = node.params
         cfg = LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], p["mu"] if p["strategy"] == "fedprox" else 0.0,
-                          p.get("client_optimizer", "adam"))
+                          p.get("client_optimizer", "adam"), p.get("objective", "rating"), p.get("num_negatives", 4),
+                          p.get("loss", "bce"))
         full = _full_params(node, shared, None)   # train_client reads the private rows from `private_rows`
         res = train_client(node.model, full, node.client, private_rows, cfg, p["seed"], round_idx, node.features, node.device)
     return sums, res
@@ -272,6 +282,13 @@ def _orphan_metrics(fed: Federation, glob: dict, sums: dict) -> dict:
     c_mae, _ = _client_errors(sums, fed.params["num_clients"])
     return dict(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums))
 
+def _implicit_metrics(fed: Federation, glob: dict, topn) -> dict:
+    "Objective 'implicit': `test_hr@10` and `test_ndcg@10` (sampled) of the model `glob` on every user's held-out item, as `run_federated` records them."
+    t = time.perf_counter()
+    load_params(fed.model, glob)
+    m = _topn(fed.model, topn)
+    return dict(**m, **client_spread(np.full(fed.params["num_clients"], np.nan)), eval_seconds=time.perf_counter() - t)
+
 def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict) -> dict:
     "Write results.json (as `run_federated`'s), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
     out, N = Path(p["output_dir"]), fed.params["num_clients"]
@@ -309,14 +326,16 @@ def serve(grid: Grid, params: dict) -> dict:
         (u, i, _), rated = fed.train, torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool)
         rated[u, i] = True
     nodes = wait_for_nodes(grid, N, p["node_timeout"])
+    implicit = p["objective"] == "implicit"   # the server ranks each user's held-out item: no evaluation on the nodes
+    topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if implicit else None   # 99 shared negatives
     history, client_last = [], {}
-    for r in range(p["rounds"] + 1):
+    for r in range(p["rounds"] + (0 if implicit else 1)):
         t0 = time.perf_counter()
         drawn, chosen, fakes = guard.participants(r) if r < p["rounds"] else (np.zeros(0, np.int64),) * 2 + (0,)
         shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
-        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0, p["round_timeout"])
+        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0 and not implicit, p["round_timeout"])
         sums, results = _parse(replies, glob)
-        if r > 0: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
+        if r > 0 and not implicit: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
         if r == p["rounds"]: break
         extra = {}
         if guard.per_client:   # attackers, robust aggregation or DP: `Defences.combine` over the clients' own rows
@@ -339,7 +358,13 @@ def serve(grid: Grid, params: dict) -> dict:
                             rejected=len(rejected), rejected_updates=rejected, skipped=skipped,
                             samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
                             seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
-    return _finish(p, fed, glob, history, client_last, sums, _defence_final(p, fed, guard, rated, glob))
+        if implicit:   # this round's model, ranked on the server as `run_federated` does
+            history[-1].update(_implicit_metrics(fed, glob, topn)); history[-1]["seconds"] += history[-1]["eval_seconds"]
+    final = _defence_final(p, fed, guard, rated, glob)
+    if implicit:   # and at the end under `full` as well (every item the user did not rate in training)
+        load_params(net, glob)
+        final = {**{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}, **final}
+    return _finish(p, fed, glob, history, client_last, sums, final)
 
 def make_server_app(params: dict | None = None) -> ServerApp:
     "A `ServerApp` running `serve`; `params` None: read them from the run config (a deployment)."
@@ -411,6 +436,8 @@ def _recommender(fed: Federation, glob: dict):
     return FederatedRecommender.from_trained(fed.model, fed.features, fed.rating_scale,
                                              float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
 
+FLOWER_IMPLICIT_MODELS = ("mf", "ncf")   # objective='implicit' on Flower: models whose only private rows are user rows
+
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
     check_federated_params(**dict(p, engine="sequential"))
@@ -425,6 +452,17 @@ def check_flower_params(p: dict):
     if p.get("private_refit_steps"):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']} on Flower: the nodes do not re-fit "
                              "their private rows yet; use private_refit_steps=0 or engine 'sequential'/'vectorized'")
+    if p.get("objective", "rating") == "implicit":
+        if p["model"] not in FLOWER_IMPLICIT_MODELS:
+            raise ParameterError(f"parameter model={p['model']!r} with objective='implicit' on Flower: the nodes run "
+                                 f"{list(FLOWER_IMPLICIT_MODELS)}; use one of them or engine 'sequential'/'vectorized'")
+        if p["private_user_embeddings"]:
+            raise ParameterError("parameter private_user_embeddings=True with objective='implicit' on Flower: the server ranks "
+                                 "every user's held-out item and the private user rows never leave the nodes; use "
+                                 "private_user_embeddings=False or engine 'sequential'/'vectorized'")
+        if p["secure_aggregation"] is True:
+            raise ParameterError("parameter secure_aggregation=True with objective='implicit': the SecAgg+ app evaluates "
+                                 "ratings only; use secure_aggregation=False or objective='rating'")
     if not isinstance(p["secure_aggregation"], bool):
         raise ParameterError(f"parameter secure_aggregation={p['secure_aggregation']!r}: must be true or false")
     if p["secure_aggregation"]: check_secagg_params(p)

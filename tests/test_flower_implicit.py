@@ -1,0 +1,55 @@
+"""The implicit objective (issue 12) on Flower: nodes train with `train_client`'s own negatives, the server ranks each
+user's held-out item with the built-in engine's `_topn`, and a simulation gives the sequential engine's figures.
+
+One simulation on one Ray CPU (about 20 s on two cores) on a small synthetic ratings file."""
+import pytest
+import torch
+
+from fedrec_nb.data import synthetic_movielens
+from fedrec_nb.experiment import ParameterError, load_results
+from fedrec_nb.federated import run_federated
+from fedrec_nb.federation import check_federated_params
+from fedrec_nb.flower import check_flower_params, federated_defaults, run_flower
+
+BASE = dict(model="ncf", partition="iid", num_clients=3, rounds=2, local_epochs=1, batch_size=128, lr=1e-2,
+            strategy="fedavg", embedding_dim=8, device="cpu", seed=0, split="leave_one_out", objective="implicit",
+            num_negatives=2, loss="bpr")   # not the defaults: the nodes must read them from the run's parameters
+
+
+@pytest.fixture(scope="module")
+def synthetic_csv(tmp_path_factory):
+    "60 users, 400 films, 2,500 generated ratings (every user leaves at least 99 unrated films for the sampled protocol)."
+    path = tmp_path_factory.mktemp("synthetic") / "ratings.csv"
+    synthetic_movielens(n_users=60, n_items=400, n_ratings=2500, seed=1).ratings.to_csv(path, index=False)
+    return path
+
+
+def test_flower_accepts_implicit_and_refuses_what_it_cannot_evaluate():
+    check_federated_params(**{**BASE, "engine": "flower"})   # no longer refused for engine='flower'
+    p = {**federated_defaults(), **BASE}
+    check_flower_params(p)
+    for bad, name in [(dict(private_user_embeddings=True), "private_user_embeddings"),
+                      (dict(secure_aggregation=True), "secure_aggregation"),
+                      (dict(model="pfedrec", private_user_embeddings=True), "model"),
+                      (dict(split="random"), "split")]:
+        with pytest.raises(ParameterError, match=name): check_flower_params({**p, **bad})
+
+
+def test_simulation_matches_sequential(tmp_path, synthetic_csv):
+    "Same per-round HR@10/NDCG@10 and training loss, same final sampled and full figures, same model, same record names."
+    p = dict(BASE, dataset=str(synthetic_csv))
+    seq = run_federated(**p, output_dir=str(tmp_path / "seq"), engine="sequential", progress=False, plots=False)
+    fl = run_flower(dict(p, output_dir=str(tmp_path / "fl")), num_cpus=1)
+    assert fl["params"]["engine"] == "flower" and fl["params"]["objective"] == "implicit"
+    assert len(fl["rounds"]) == p["rounds"] and [r["clients_answered"] for r in fl["rounds"]] == [3, 3]
+    for a, b in zip(seq["rounds"], fl["rounds"], strict=True):
+        for k in ("test_hr@10", "test_ndcg@10", "train_loss"):
+            assert b[k] == pytest.approx(a[k], abs=1e-6), k
+        assert set(a) - set(b) == set() and b["eval_seconds"] > 0   # every record run_federated writes, and its names
+    assert fl["rounds"][0]["test_ndcg@10"] != fl["rounds"][1]["test_ndcg@10"]   # the model moved between the rounds
+    for k in ("test_hr@10", "test_ndcg@10", "test_hr@10_full", "test_ndcg@10_full"):
+        assert fl["final"][k] == pytest.approx(seq["final"][k], abs=1e-6), k
+    assert "test_rmse" not in fl["final"]   # no rating figures of a logit model
+    got = torch.load(tmp_path / "fl" / "global_params.pt")
+    assert max(float((got[n] - t.detach()).abs().max()) for n, t in seq["recommender"].net.named_parameters()) < 1e-6
+    assert load_results(tmp_path / "fl")["rounds"][1]["test_hr@10"] == fl["rounds"][1]["test_hr@10"]   # as written to disk
