@@ -17,9 +17,9 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 
 
 # %% auto #0
-__all__ = ['ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult', 'update_nbytes',
-           'transfer_nbytes', 'update_problem', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update',
-           'predict_rows', 'client_negatives', 'train_client']
+__all__ = ['NEGATIVES_STREAM', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult',
+           'update_nbytes', 'transfer_nbytes', 'update_problem', 'RoundUpdate', 'ClientUpdates', 'update_layout',
+           'flatten_update', 'predict_rows', 'client_negatives', 'train_client']
 
 # %% ../nbs/06d_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -53,10 +53,12 @@ class LocalConfig:
     num_negatives: int = 4  # implicit: unrated items drawn per positive per local epoch, on the client
     loss: str = "bce"       # implicit: 'bce' (NCF, PFedRec) or 'bpr'
 
-def client_generator(seed: int, round_idx: int, cid: int) -> torch.Generator:
-    "The CPU generator that alone decides client `cid`'s batch order in round `round_idx`."
+NEGATIVES_STREAM = 1   # `client_generator`'s stream of the implicit objective's negatives (stream 0: the batch order)
+
+def client_generator(seed: int, round_idx: int, cid: int, stream: int = 0) -> torch.Generator:
+    "The CPU generator that alone decides client `cid`'s batch order in round `round_idx` (`stream` 0), or its negatives (`NEGATIVES_STREAM`)."
     g = torch.Generator()
-    g.manual_seed(int(seed) * 1_000_003 + int(round_idx) * 10_007 + int(cid))
+    g.manual_seed(int(seed) * 1_000_003 + int(round_idx) * 10_007 + int(cid) + int(stream) * (1 << 40))
     return g
 
 
@@ -67,6 +69,7 @@ class PrivateState:
         self.names = tuple(names)                                                  # parameter names kept private
         self.initial = {n: initial[n].detach().cpu().clone() for n in self.names}  # the initial global tables
         self.users, self.rows = {}, {}                                             # cid -> users, cid -> {name: rows}
+        self.items = {}   # cid -> {name: SparseRows}: a `personal_items` model's own fine-tuned item rows (`fedrec_nb.models.PFedRec`)
 
     def get(self, client: ClientData):
         "The client's users (sorted unique) and its rows `{name: (len(users), ...)}`, created on first use."
@@ -76,9 +79,18 @@ class PrivateState:
             self.rows[client.cid] = {n: self.initial[n][u].clone() for n in self.names}
         return self.users[client.cid], self.rows[client.cid]
 
-    def put(self, cid: int, rows: dict):
-        "Store client `cid`'s rows after local training."
+    def put(self, cid: int, rows: dict, items: dict | None = None):
+        "Store client `cid`'s rows after local training (and its own item rows `{name: SparseRows}`, for a `personal_items` model)."
         self.rows[cid] = {n: rows[n].detach().cpu().clone() for n in self.names}
+        if items is not None: self.items[cid] = {n: SparseRows(r.index.cpu(), r.values.detach().cpu().clone()) for n, r in items.items()}
+
+    def personal_rows(self, name: str, n_items: int):
+        "Every client's own rows of item table `name`: `(keys, values)`, sorted keys `cid * n_items + item`; None when none is kept."
+        if not self.items: return None
+        keys = torch.cat([cid * n_items + d[name].index for cid, d in self.items.items()])
+        vals = torch.cat([d[name].values for d in self.items.values()])
+        order = torch.argsort(keys)
+        return keys[order], vals[order]
 
     def assemble(self, name: str, owner: np.ndarray) -> torch.Tensor:
         "The full table `name` with each user's rows from the client that owns the user (`owner[u]`), initial rows elsewhere."
@@ -89,9 +101,12 @@ class PrivateState:
             table[u[mine]] = self.rows[cid][name][mine]
         return table
 
-    def state_dict(self): return dict(names=self.names, initial=self.initial, users=self.users, rows=self.rows)
+    def state_dict(self):
+        return dict(names=self.names, initial=self.initial, users=self.users, rows=self.rows,
+                    items={cid: {n: (r.index, r.values) for n, r in d.items()} for cid, d in self.items.items()})
     def load_state_dict(self, s):
         self.names, self.initial, self.users, self.rows = tuple(s["names"]), s["initial"], dict(s["users"]), dict(s["rows"])
+        self.items = {cid: {n: SparseRows(*r) for n, r in d.items()} for cid, d in s.get("items", {}).items()}
 
 # %% ../nbs/06d_client.ipynb #1e1f9e29
 @dataclass
@@ -112,6 +127,7 @@ class ClientResult:
     update: dict           # name -> Tensor (dense delta) | SparseRows: theta_k - theta_global, shared parameters only
     stats: dict            # train_loss, local_mae, local_rmse on the client's own training rows
     private_rows: dict | None = None  # name -> (len(users), ...) the client's new private rows (never sent)
+    private_items: dict | None = None # name -> SparseRows: a `personal_items` model's fine-tuned item rows, kept on the device (never sent)
 
 def update_nbytes(update: dict) -> int:
     "Bytes of an update as sent: dense tensors, and the index and values of each `SparseRows`."
@@ -270,7 +286,8 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     fields = model_inputs(model)
     implicit = cfg.objective == "implicit"
     g = client_generator(seed, round_idx, c.cid)
-    negs = client_negatives(c, glob[model.item_params[0]].shape[0], cfg, g) if implicit else None   # drawn before the batch orders
+    negs = (client_negatives(c, glob[model.item_params[0]].shape[0], cfg, client_generator(seed, round_idx, c.cid, NEGATIVES_STREAM))
+            if implicit else None)   # their own stream: the batch orders are the rating objective's
     params, users, items, lu, li = _client_view(model, glob, c, private_rows, device,
                                                 torch.cat([n.reshape(-1) for n in negs]) if implicit else None)
     anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
@@ -303,11 +320,13 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
             else: update[n] = p - glob[n]; continue
             update[n] = rows if sparse else rows.dense(glob[n].shape[0])
         new_private = {n: params[n].detach() for n in private_names} if private_rows is not None else None
+        own_items = ({n: SparseRows(items, params[n].detach()) for n in model.item_params}
+                     if private_rows is not None and getattr(model, "personal_items", False) else None)
         if implicit:   # no rating to compare with: the figures are the loss alone
             return ClientResult(c.cid, c.n_train, update, dict(train_loss=float(torch.stack(losses).mean()) if losses else nan,
-                                                               local_mae=nan, local_rmse=nan), new_private)
+                                                               local_mae=nan, local_rmse=nan), new_private, own_items)
         err = torch.cat([call(params, _local_batch(features, u, i, lu, li, torch.arange(s, min(s + 65_536, c.n_train), device=device), fields))
                          for s in range(0, c.n_train, 65_536)]) - y
         stats = dict(train_loss=float(torch.stack(losses).mean()) if losses else nan,
                      local_mae=float(err.abs().mean()), local_rmse=float(err.pow(2).mean().sqrt()))
-    return ClientResult(c.cid, c.n_train, update, stats, new_private)
+    return ClientResult(c.cid, c.n_train, update, stats, new_private, own_items)

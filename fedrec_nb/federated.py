@@ -34,7 +34,7 @@ from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpo
 # %% auto #0
 __all__ = ['REFIT_LR', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
            'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows',
-           'run_federated', 'FederatedRecommender', 'plot_federated']
+           'personal_scorer', 'run_federated', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -67,7 +67,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
             continue
         w = float(weights[k]); kept += w
         with torch.no_grad(): _accumulate(delta, res.update, w)
-        if private is not None: private.put(c.cid, res.private_rows)
+        if private is not None: private.put(c.cid, res.private_rows, res.private_items)
         stats.append(dict(cid=c.cid, n_train=c.n_train, **res.stats))
         if per_client:
             v, m = flatten_update(res.update, layout, device)
@@ -225,9 +225,29 @@ def _weighted_mean(stats, key):
     ok = np.isfinite(v) & (n > 0)
     return float((n[ok] * v[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
 
-def _topn(net, data, protocol="sampled", k=10) -> dict:
-    "`test_hr@k` and `test_ndcg@k` of `net`'s raw score on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
-    r = evaluate_topn(model_scorer(net), data, protocol, k)
+def personal_scorer(net, private: PrivateState | None, owner: np.ndarray, device=None):
+    """`score_fn` of `net` (loaded with the serving parameters) in which each user's client scores with its own fine-tuned item
+    rows where it kept them (`PrivateState.items`, a `personal_items` model such as `pfedrec`), the global rows elsewhere;
+    `model_scorer(net)` for every other model."""
+    if not getattr(net, "personal_items", False) or private is None or not private.items: return model_scorer(net)
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    n_items = params[net.item_params[0]].shape[0]
+    dev = params[net.item_params[0]].device
+    kept = {n: private.personal_rows(n, n_items) for n in net.item_params}
+    keys = kept[net.item_params[0]][0].to(dev)
+    # one table per item parameter: the global rows, then every client's own rows; a (client, item) pair picks its own row
+    params.update({n: torch.cat([params[n], v.to(dev)]) for n, (_, v) in kept.items()})
+    own = torch.as_tensor(np.asarray(owner), dtype=torch.long, device=dev)
+    def score(users, items):
+        key = own[users] * n_items + items
+        at = torch.searchsorted(keys, key).clamp_(max=len(keys) - 1)
+        idx = torch.where(keys[at] == key, n_items + at, items)
+        return torch.func.functional_call(net, params, ({"user": users, "item": idx},))
+    return score
+
+def _topn(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
+    "`test_hr@k` and `test_ndcg@k` of `net`'s raw score (or `score_fn`'s) on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
+    r = evaluate_topn(score_fn or model_scorer(net), data, protocol, k)
     return {f"test_hr@{k}": r[f"hr@{k}"], f"test_ndcg@{k}": r[f"ndcg@{k}"]}
 
 FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
@@ -348,7 +368,7 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
         if topn is None: m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
         else:   # implicit: HR@10 and NDCG@10 under `sampled`, and what that evaluation of every user cost
             t_eval = time.perf_counter()
-            m, c_mae = _topn(net, topn), np.full(num_clients, np.nan)
+            m, c_mae = _topn(net, topn, score_fn=personal_scorer(net, private, owner)), np.full(num_clients, np.nan)
             extra["eval_seconds"] = time.perf_counter() - t_eval
         if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
         if rated is not None: extra["er@10"] = guard.exposure(net, feats, rated)
@@ -375,7 +395,8 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     load_params(net, serve)
     if topn is None: m, c_mae, c_rmse = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
     else:   # implicit: both protocols at the end (`full` ranks every item the user did not rate in training)
-        m = {**_topn(net, topn), **{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}}
+        sf = personal_scorer(net, private, owner)
+        m = {**_topn(net, topn, score_fn=sf), **{f"{k}_full": v for k, v in _topn(net, topn, "full", score_fn=sf).items()}}
         c_mae = c_rmse = np.full(num_clients, np.nan)
     client_rows = []
     for c in clients:

@@ -40,7 +40,12 @@ def check_federated_params(model="hybrid", partition="iid", num_clients=10, alph
                            resume=False, engine="vectorized", output_dir="runs/federated", objective="rating", num_negatives=4,
                            loss="bce", split="random", private_refit_steps=0, drop_inputs=(), **_):
     "Raise `ParameterError` naming the first invalid federated parameter."
-    check_choice("model", model, list(MODELS))
+    check_choice("model", model, list(dict.fromkeys([*MODELS, *IMPLICIT_MODELS])))
+    if objective != "implicit" and model not in MODELS:
+        raise ParameterError(f"parameter model={model!r}: a model of implicit feedback; use objective='implicit', or a model among {list(MODELS)}")
+    if getattr(IMPLICIT_MODELS.get(model), "personal_items", False) and not private_user_embeddings:
+        raise ParameterError(f"parameter private_user_embeddings=False: model={model!r} keeps each user's score function on the "
+                             "device; use private_user_embeddings=True")
     check_choice("partition", partition, PARTITIONS)
     check_number("num_clients", num_clients, lo=1, integer=True)
     check_number("alpha", alpha, lo=0, lo_open=True)

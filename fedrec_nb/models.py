@@ -13,7 +13,7 @@ from .data import Features
 
 # %% auto #0
 __all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF',
-           'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score']
+           'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score', 'PFedRec']
 
 # %% ../nbs/06a_models.ipynb #74caf1cb
 INPUT_GROUPS = ("user", "item", "genres", "occupation", "age", "gender", "recency")  # what `build_model(drop=)` can remove
@@ -224,3 +224,31 @@ def raw_score(model: nn.Module, batch: dict) -> torch.Tensor:
         raise ValueError(f"model {type(model).__name__} bounds its output to the rating scale and has no raw score: "
                          f"use one of {list(IMPLICIT_MODELS)} for implicit feedback")
     return model(batch)
+
+# %% ../nbs/06a_models.ipynb #edf45b9b
+class PFedRec(_Droppable, nn.Module):
+    "PFedRec-style (Zhang et al., 2023): shared item embeddings; each user's own linear score function $w_u \\cdot q_i + b_u$ (private rows)."
+    user_params = ("score_weight.weight", "score_bias.weight")   # the score function: private to the user's device
+    item_params = ("item_embedding.weight",)                     # shared, averaged by the server, fine-tuned and kept per client
+    inputs = ("user", "item")   # no side features
+    personal_items = True       # each client scores with its own fine-tuned copy of the item rows it trained
+
+    def __init__(self, features: Features, # the dataset's feature tensors (only the numbers of users and items are used)
+                 embedding_dim=32,          # width of the item embeddings (and of each score function)
+                 rating_scale=(1.0, 5.0),   # unused: the output is a logit
+                 item_std=0.1):             # standard deviation of the initial item embeddings
+        super().__init__()
+        d = embedding_dim
+        self.item_embedding = nn.Embedding(features.n_items, d)
+        nn.init.normal_(self.item_embedding.weight, std=item_std)
+        self.score_weight, self.score_bias = nn.Embedding(features.n_users, d), nn.Embedding(features.n_users, 1)
+        bound = 1 / d ** 0.5   # nn.Linear's initialisation, one linear layer per user
+        nn.init.uniform_(self.score_weight.weight, -bound, bound); nn.init.uniform_(self.score_bias.weight, -bound, bound)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        u, i, k = batch["user"], batch["item"], self._keep
+        return (k("user", self.score_weight(u)) * k("item", self.item_embedding(i))).sum(-1) + k("user", self.score_bias(u).squeeze(-1))
+
+    def score(self, batch: dict) -> torch.Tensor: return self.forward(batch)
+
+IMPLICIT_MODELS["pfedrec"] = PFedRec

@@ -15,13 +15,14 @@ from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
 from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator, ClientUpdates,
-                              update_layout)
+                              update_layout, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
+from .implicit import interaction_keys, sample_train_negatives, implicit_loss_from_scores
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
            'adam_step', 'chunk_clients', 'default_slack', 'train_group', 'default_max_clients',
-           'local_train_vectorized', 'relative_difference', 'peak_memory']
+           'local_train_vectorized', 'relative_difference', 'peak_memory', 'group_negatives', 'implicit_rows']
 
 # %% ../nbs/06c_vectorized.ipynb #48b8c990
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -187,6 +188,15 @@ def _group_mse(forward, leaves, rows, mask, cnt, features, U, I, Y, LU, LI, fiel
     err = forward(leaves, _group_batch(features, U, I, LU, LI, rows, fields, u0, i0)) - take_rows(Y, rows)
     return (err * err * mask).sum(1) / cnt
 
+def _group_implicit(forward, leaves, rows, mask, LU, LI, loss="bce", u0=0, i0=0):
+    "Each client's implicit loss on its batch: `rows` `(Kt, width, 1 + m)`: each positive's group row, then its negatives' flat item rows."
+    Kt, w, m1 = rows.shape
+    r0 = rows[..., 0]
+    users = (take_rows(LU, r0) - u0)[..., None].expand(Kt, w, m1)
+    items = torch.cat([(take_rows(LI, r0) - i0)[..., None], rows[..., 1:] - i0], -1)
+    s = forward(leaves, {"user": users.reshape(Kt, -1), "item": items.reshape(Kt, -1)}).view(Kt, w, m1)
+    return implicit_loss_from_scores(s[..., 0], s[..., 1:], loss, weight=mask)
+
 def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks, step, step_t, cfg):
     "One local step of the clients in `chunks` (runs `(a, b, width)`) on group rows `rows` `(K, width)`; returns their batch MSE."
     leaves, params, ms, vs, mses, loss = [], [], [], [], [], 0.0
@@ -219,8 +229,8 @@ def _compiled_mse(model):
 
 class _GraphedStep:
     "A full step (every client of the group, full batches) captured once as a CUDA graph, then replayed."
-    def __init__(self, step_fn, K, width, device):
-        self.rows = torch.zeros(K, width, dtype=torch.long, device=device)  # static inputs, refilled before each replay
+    def __init__(self, step_fn, shape, device):
+        self.rows = torch.zeros(*shape, dtype=torch.long, device=device)  # static inputs (a step's rows), refilled before each replay
         self.step = torch.ones((), device=device)
         self.step_fn, self.graph, self.out = step_fn, None, None
 
@@ -264,16 +274,18 @@ def train_group(model, P: dict,          # name -> stacked parameters: dense (K,
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
     full = (cnt_cpu == W).all(1).tolist()  # steps where every client of the group has a full batch
     fields = model_inputs(model)
-    eager_mse = lambda lv, rows, mask, c, u0, i0: _group_mse(forward, lv, rows, mask, c, features, U, I, Y, LU, LI, fields, u0, i0)
+    implicit = getattr(cfg, "objective", "rating") == "implicit"   # `pos` then carries each positive's negatives (`implicit_rows`)
+    if implicit: eager_mse = lambda lv, rows, mask, c, u0, i0: _group_implicit(forward, lv, rows, mask, LU, LI, cfg.loss, u0, i0)
+    else: eager_mse = lambda lv, rows, mask, c, u0, i0: _group_mse(forward, lv, rows, mask, c, features, U, I, Y, LU, LI, fields, u0, i0)
     step = lambda mse_fn, rows, mask, c, chunks, t, st: _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, c,
                                                                     chunks, t, st, cfg)
     graphed = None
     if _use_cuda_graph(pos.device, K, W, sum(full)):
         ones, cW, whole = torch.ones(K, W, device=pos.device), torch.full((K,), float(W), device=pos.device), [(0, K, W)]
-        fused = _compiled_mse(model)
+        fused = _compiled_mse(model) if not implicit else None
         fused_mse = ((lambda lv, rows, mask, c, u0, i0: fused(lv, rows, mask, c, features, U, I, Y, LU, LI, fields))
                      if fused else eager_mse)
-        graphed = _GraphedStep(lambda rows, st: step(fused_mse, rows, ones, cW, whole, 2, st), K, W, pos.device)
+        graphed = _GraphedStep(lambda rows, st: step(fused_mse, rows, ones, cW, whole, 2, st), pos.shape[1:], pos.device)
     warm, Kt = 0, K
     for t in range(T):
         while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1
@@ -341,8 +353,6 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                           ) -> RoundUpdate:
     "Train all `clients` from the global parameters, many at once; the same `RoundUpdate` as `local_train_sequential`."
     if (why := unsupported_reason(model)) is not None: raise NotImplementedError(why)
-    if getattr(cfg, "objective", "rating") != "rating":   # the run falls back to `local_train_sequential`, which says why
-        raise NotImplementedError(f"objective={cfg.objective!r} (sampled negatives) is trained by the sequential engine only")
     device = _as_device(device)
     old_threads = torch.get_num_threads()
     if num_threads and device.type == "cpu": torch.set_num_threads(num_threads)
@@ -373,6 +383,7 @@ def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows, per_client=False):
     gpu = device.type == "cuda"
+    implicit = getattr(cfg, "objective", "rating") == "implicit"
     max_clients = max_clients or default_max_clients(model, device)
     max_rows = max_rows or (2_000_000 if gpu else 200_000)
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
@@ -400,7 +411,14 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
         owner = torch.repeat_interleave(torch.arange(K, device=device), n.to(device))
         pos, cnt, steps = batch_schedule(cl, cfg, seed, round_idx)
         LU, urows, uslot, ubounds = local_rows(owner, U, features.n_users, K)
-        LI, irows, islot, ibounds = local_rows(owner, I, features.n_items, K)
+        if implicit:   # the negatives' rows join each client's item table; each step's rows carry their negatives
+            neg = group_negatives(cl, U, I, owner, features.n_items, cfg, seed, round_idx)
+            E, N, mneg = neg.shape
+            LI, irows, islot, ibounds = local_rows(torch.cat([owner, owner[None, :, None].expand(E, N, mneg).reshape(-1)]),
+                                                   torch.cat([I, neg.reshape(-1)]), features.n_items, K)
+            LI, lneg = LI[:N], LI[N:].view(E, N, mneg)
+            pos = implicit_rows(pos.to(device), lneg, steps // cfg.local_epochs)
+        else: LI, irows, islot, ibounds = local_rows(owner, I, features.n_items, K)
         bounds, flat = dict(user=ubounds, item=ibounds), dict(user=(urows, uslot), item=(irows, islot))
         # stacked parameters: dense ones copied per client, row tables cut to each client's rows, end to end
         P = {name: t.unsqueeze(0).repeat(K, *[1] * t.dim()) if kinds[name] is None else take_rows(t, flat[kinds[name]][0])
@@ -440,16 +458,24 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
             if private is not None:
                 counts = [b - a for a, b in zip(ubounds[:-1], ubounds[1:])]
                 mine = {name: P[name].split(counts) for name in private_names}
+                own = None
+                if getattr(model, "personal_items", False):   # each client keeps its fine-tuned item rows (`fedrec_nb.models.PFedRec`)
+                    icounts = [b - a for a, b in zip(ibounds[:-1], ibounds[1:])]
+                    rws = irows.split(icounts)
+                    own = {name: P[name].split(icounts) for name in model.item_params}
                 for k, c in enumerate(cl):
-                    if okl[k]: private.put(c.cid, {name: mine[name][k] for name in private_names})
+                    if okl[k]: private.put(c.cid, {name: mine[name][k] for name in private_names},
+                                           None if own is None else {name: SparseRows(rws[k], own[name][k]) for name in own})
             # figures: mean loss over the last epoch's batches, local MAE / RMSE on the client's own rows
             per_epoch = (steps // cfg.local_epochs).to(device)
             t = torch.arange(losses.shape[0], device=device)[:, None]
             last = (t < steps.to(device)) & (t >= steps.to(device) - per_epoch)
             train_loss = ((losses * last).sum(0) / per_epoch).tolist()
-            abs_sum, sq_sum = _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, *run)
-            nf = n.to(device, torch.float32)
-            mae, rmse = (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
+            if implicit: mae = rmse = [float("nan")] * K   # no rating to compare with: the figures are the loss alone
+            else:
+                abs_sum, sq_sum = _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, *run)
+                nf = n.to(device, torch.float32)
+                mae, rmse = (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
         reasons = {r["cid"]: r["reason"] for r in rejected}
         for k, p in enumerate(grp.tolist()):
             if okl[k]: stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
@@ -490,3 +516,26 @@ def peak_memory(device="cpu") -> int:
     if device.type == "cuda": return int(torch.cuda.max_memory_allocated(device))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux
+
+# %% ../nbs/06c_vectorized.ipynb #2098648b
+def group_negatives(clients: list,        # the group's `ClientData`
+                    U, I, owner,          # the group's rows: user, item and client slot of each (on the device)
+                    n_items: int,         # the number of items
+                    cfg: LocalConfig,     # local_epochs, num_negatives
+                    seed: int, round_idx: int,
+                   ) -> torch.Tensor:
+    "`(local_epochs, N, num_negatives)` items drawn on the device, each among the items the row's client did not see its user rate."
+    pair = owner * (int(U.max()) + 1) + U   # the user as its own client knows it
+    g = torch.Generator(device=U.device)
+    g.manual_seed(int(seed) * 1_000_003 + int(round_idx) * 10_007 + int(clients[0].cid) + NEGATIVES_STREAM * (1 << 40))
+    neg = sample_train_negatives(pair.repeat(cfg.local_epochs), interaction_keys(pair, I, n_items), n_items, cfg.num_negatives, g)
+    return neg.view(cfg.local_epochs, len(U), cfg.num_negatives)
+
+def implicit_rows(pos: torch.Tensor,       # (T, K, width) group rows of each step (`batch_schedule`)
+                  lneg: torch.Tensor,      # (E, N, m) flat item rows of each row's negatives, per epoch
+                  per_epoch: torch.Tensor, # (K,) steps per epoch of each client
+                 ) -> torch.Tensor:
+    "`(T, K, width, 1 + m)`: each step's positive rows followed by their negatives' flat item rows for that step's epoch."
+    T, E = pos.shape[0], lneg.shape[0]
+    epoch = (torch.arange(T, device=pos.device)[:, None] // per_epoch.to(pos.device)[None, :]).clamp_(max=E - 1)  # (T, K)
+    return torch.cat([pos[..., None], lneg[epoch[..., None], pos]], -1)

@@ -1,0 +1,92 @@
+"""Federated top-N figures (issue 12): FedMF, FedNCF and the PFedRec-style model with one client per user on the implicit
+objective, HR@10 / NDCG@10 under the `sampled` (99 shared negatives) and `full` protocols, mean and std over seeds.
+
+    FEDREC_DATA=<folder with ml-100k.zip> python benchmarks/federated_ranking_figures.py                 # the table, 3 seeds
+    FEDREC_DATA=<folder with ml-100k.zip> python benchmarks/federated_ranking_figures.py --sweep         # the light tuning
+    python benchmarks/federated_ranking_figures.py --dataset synthetic-ml-1m --seeds 0 --rounds 5         # ML-1M-shaped, end to end
+
+The split is leave-one-out (`split_ratings`: each user's latest rating, ties by row order) and is the same for every seed; the
+seed changes the model's initialisation, the clients' negatives and batch orders. `--sweep` tunes on a validation split (each
+user's second-latest rating, taken the same way from the training rows), never on the test items, with seed 0. Every run
+writes one CSV row (`benchmarks/results/federated_ranking_<dataset>.csv`, or `..._sweep.csv`) and a line of the log."""
+import argparse, json, sys, tempfile, time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fedrec_nb.data import split_ratings  # noqa: E402
+from fedrec_nb.experiment import atomic_write, prepare_experiment  # noqa: E402
+from fedrec_nb.federated import run_federated  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMON = dict(partition="user", objective="implicit", private_user_embeddings=True, num_negatives=4, batch_size=256)
+CONFIGS = {   # one client per user; the user side stays on the device (private rows) for all three; chosen by --sweep
+    "fedmf": dict(model="mf", loss="bpr", embedding_dim=64, lr=0.05, local_epochs=1, server_lr=10.0, rounds=30),
+    "fedncf": dict(model="ncf", loss="bce", embedding_dim=32, lr=0.01, local_epochs=1, server_lr=10.0, rounds=30),
+    "pfedrec": dict(model="pfedrec", loss="bce", embedding_dim=32, lr=0.05, local_epochs=1, server_lr=10.0, rounds=30),
+}
+SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry
+    name: [dict(server_lr=s, lr=lr) for s in (10.0, 50.0) for lr in (0.01, 0.05)] for name in ("fedmf", "fedncf", "pfedrec")
+}
+
+def run_one(name, cfg, exp, dataset, seed, engine, device):
+    "One federated run; its figures as a CSV row."
+    cfg = {**COMMON, **cfg}
+    n_users = exp.train.user_id.nunique()
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        r = run_federated(dataset=dataset, split="leave_one_out", num_clients=n_users, engine=engine, device=device, seed=seed,
+                          output_dir=d, plots=False, progress=False, ranking=False, experiment=exp, **cfg)
+        wall = time.perf_counter() - t0
+    f, h = r["final"], pd.DataFrame(r["rounds"])
+    return dict(run=name, seed=seed, **{k: v for k, v in cfg.items() if k not in COMMON}, clients=n_users,
+                sampled_hr10=f["test_hr@10"], sampled_ndcg10=f["test_ndcg@10"], full_hr10=f["test_hr@10_full"], full_ndcg10=f["test_ndcg@10_full"],
+                best_round=int(h["test_hr@10"].idxmax()) + 1, best_sampled_hr10=float(h["test_hr@10"].max()),
+                seconds_per_round=float(h["seconds"].mean()), eval_seconds_per_round=float(h["eval_seconds"].mean()),
+                train_seconds_per_round=float(h["train_seconds"].mean()), engine=f["engine"], device=f["device"], wall_seconds=wall)
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--rounds", type=int, default=None, help="override every configuration's number of rounds")
+    ap.add_argument("--dataset", default="ml-100k", help="ml-100k (FEDREC_DATA or the loader's download) or synthetic-ml-1m")
+    ap.add_argument("--engine", default="vectorized", choices=["vectorized", "sequential"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sweep", action="store_true", help="tune on the validation split (seed 0) instead of the test figures")
+    ap.add_argument("--set", default="{}", help='JSON overrides for every run, e.g. \'{"local_epochs": 2}\'')
+    a = ap.parse_args(argv)
+    try: over = json.loads(a.set)
+    except json.JSONDecodeError as e: ap.error(f"--set {a.set!r}: not JSON ({e})")
+    exp = prepare_experiment(a.dataset, None, 42, 0.1, "leave_one_out", "runs/federated_ranking")
+    tag = a.dataset + ("_sweep" if a.sweep else "")
+    csv, log = RESULTS / f"federated_ranking_{tag}.csv", RESULTS / f"federated_ranking_{tag}.log"
+    if a.sweep:   # validation: each user's second-latest rating, from the training rows alone
+        tr, va = split_ratings(exp.train, "leave_one_out")
+        exp = replace(exp, train=tr, test=va)
+    lines, rows = [f"$ python benchmarks/federated_ranking_figures.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+                   f"{a.dataset}: {len(exp.train):,} training interactions, {len(exp.test):,} {'validation' if a.sweep else 'test'} items, "
+                   f"{exp.train.user_id.nunique():,} one-user clients, engine {a.engine}, device {a.device}"], []
+    print("\n".join(lines), flush=True)
+    jobs = [(n, {**CONFIGS[n], **o, **over}, 0) for n in a.models for o in SWEEP[n]] if a.sweep else \
+           [(n, {**CONFIGS[n], **over}, s) for n in a.models for s in a.seeds]
+    for name, cfg, seed in jobs:
+        if a.rounds: cfg["rounds"] = a.rounds
+        row = run_one(name, cfg, exp, a.dataset, seed, a.engine, a.device)
+        rows.append(row)
+        line = " ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in row.items())
+        print(line, flush=True); lines.append(line)
+        atomic_write(csv, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
+        atomic_write(log, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    if not a.sweep:
+        df = pd.DataFrame(rows)
+        g = df.groupby("run", sort=False)[["sampled_hr10", "sampled_ndcg10", "full_hr10", "full_ndcg10", "seconds_per_round"]]
+        summary = (g.mean().round(4).astype(str) + " ± " + g.std(ddof=0).round(4).astype(str)).to_string()
+        print(summary); lines += ["", "mean ± std over seeds " + ",".join(map(str, a.seeds)), summary]
+        atomic_write(log, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    print(f"wrote {csv.relative_to(RESULTS.parents[1])} and {log.name}")
+
+if __name__ == "__main__":
+    main()
