@@ -51,7 +51,9 @@ def main(argv=None):
     data = implicit_data(exp.train, exp.test, f).to(dev)
     fd = f.to(dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    print(f"{a.dataset}: {len(clients):,} one-user clients, {len(u):,} positives, {len(data.test_users):,} test users; "
+    lines = [f"$ python benchmarks/bench_implicit.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
+    def out(s): print(s, flush=True); lines.append(s)
+    out(f"{a.dataset}: {len(clients):,} one-user clients, {len(u):,} positives, {len(data.test_users):,} test users; "
           f"device {dev}, {torch.get_num_threads()} CPU thread(s)")
     for name in a.models:
         c = CONFIGS[name]
@@ -79,9 +81,13 @@ def main(argv=None):
         sync(); t = time.perf_counter(); r = evaluate_topn(personal_scorer(net, ps, owner), data); sync()
         t_eval = time.perf_counter() - t
         scaled = "" if a.seq_clients is None else f" (timed on {len(sub):,} clients, {share:.1%} of the rows, scaled)"
-        print(f"{name:8s} ({c['model']}, d {c['embedding_dim']}, {c['loss']}): sequential {t_seq_all:7.2f} s{scaled}, "
+        out(f"{name:8s} ({c['model']}, d {c['embedding_dim']}, {c['loss']}): sequential {t_seq_all:7.2f} s{scaled}, "
               f"vectorized {t_vec:6.2f} s per round: {t_seq_all / t_vec:5.1f}x; sampled evaluation of {r['n_users']:,} users "
-              f"{t_eval:.3f} s = {t_eval / (t_vec + t_eval):.1%} of a vectorized round with it", flush=True)
+              f"{t_eval:.3f} s = {t_eval / (t_vec + t_eval):.1%} of a vectorized round with it")
+    from fedrec_nb.experiment import atomic_write
+    log = Path(__file__).resolve().parent / "results" / f"bench_implicit_{a.dataset}.log"
+    atomic_write(log, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    print(f"wrote benchmarks/results/{log.name}")
 
 if __name__ == "__main__":
     main()

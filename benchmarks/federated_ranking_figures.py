@@ -27,8 +27,15 @@ CONFIGS = {   # one client per user; the user side stays on the device (private 
     "fedncf": dict(model="ncf", loss="bce", embedding_dim=32, lr=0.01, local_epochs=1, server_lr=10.0, rounds=30),
     "pfedrec": dict(model="pfedrec", loss="bce", embedding_dim=32, lr=0.05, local_epochs=1, server_lr=10.0, rounds=30),
 }
-SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry
-    name: [dict(server_lr=s, lr=lr) for s in (10.0, 50.0) for lr in (0.01, 0.05)] for name in ("fedmf", "fedncf", "pfedrec")
+SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry; 30 rounds first, then the best ones longer
+    "fedmf": [dict(server_lr=s, lr=lr, rounds=30) for s in (10.0, 50.0) for lr in (0.01, 0.05)]
+             + [dict(lr=0.05, server_lr=10.0, rounds=80), dict(lr=0.05, server_lr=10.0, rounds=80, local_epochs=2),
+                dict(lr=0.05, server_lr=10.0, rounds=80, batch_size=32), dict(lr=0.01, server_lr=10.0, rounds=80, batch_size=32, local_epochs=2)],
+    "fedncf": [dict(server_lr=s, lr=lr, rounds=30) for s in (10.0, 50.0) for lr in (0.01, 0.05)] + [dict(lr=0.05, server_lr=10.0, rounds=80)],
+    "pfedrec": [dict(server_lr=s, lr=lr, rounds=30) for s in (10.0, 50.0) for lr in (0.01, 0.05)]
+               + [dict(lr=0.05, server_lr=10.0, rounds=80), dict(lr=0.05, server_lr=10.0, rounds=80, local_epochs=2),
+                  dict(lr=0.1, server_lr=10.0, rounds=80),
+                  dict(lr=0.05, server_lr=10.0, rounds=80, batch_size=32), dict(lr=0.01, server_lr=10.0, rounds=80, batch_size=32, local_epochs=2)],
 }
 
 def run_one(name, cfg, exp, dataset, seed, engine, device):
@@ -41,7 +48,7 @@ def run_one(name, cfg, exp, dataset, seed, engine, device):
                           output_dir=d, plots=False, progress=False, ranking=False, experiment=exp, **cfg)
         wall = time.perf_counter() - t0
     f, h = r["final"], pd.DataFrame(r["rounds"])
-    return dict(run=name, seed=seed, **{k: v for k, v in cfg.items() if k not in COMMON}, clients=n_users,
+    return dict(run=name, seed=seed, **{k: v for k, v in cfg.items() if k not in ("partition", "objective", "private_user_embeddings")}, clients=n_users,
                 sampled_hr10=f["test_hr@10"], sampled_ndcg10=f["test_ndcg@10"], full_hr10=f["test_hr@10_full"], full_ndcg10=f["test_ndcg@10_full"],
                 best_round=int(h["test_hr@10"].idxmax()) + 1, best_sampled_hr10=float(h["test_hr@10"].max()),
                 seconds_per_round=float(h["seconds"].mean()), eval_seconds_per_round=float(h["eval_seconds"].mean()),
@@ -56,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--engine", default="vectorized", choices=["vectorized", "sequential"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sweep", action="store_true", help="tune on the validation split (seed 0) instead of the test figures")
+    ap.add_argument("--only", type=int, nargs="+", default=None, help="--sweep: run only these entries of each model's SWEEP list (0-based)")
     ap.add_argument("--set", default="{}", help='JSON overrides for every run, e.g. \'{"local_epochs": 2}\'')
     a = ap.parse_args(argv)
     try: over = json.loads(a.set)
@@ -66,11 +74,12 @@ def main(argv=None):
     if a.sweep:   # validation: each user's second-latest rating, from the training rows alone
         tr, va = split_ratings(exp.train, "leave_one_out")
         exp = replace(exp, train=tr, test=va)
-    lines, rows = [f"$ python benchmarks/federated_ranking_figures.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+    old = pd.read_csv(csv).to_dict("records") if a.sweep and a.only and csv.exists() else []   # a partial sweep adds to the last one
+    lines, rows = ([*log.read_text().splitlines(), ""] if old and log.exists() else []) + [f"$ python benchmarks/federated_ranking_figures.py {' '.join(argv if argv is not None else sys.argv[1:])}",
                    f"{a.dataset}: {len(exp.train):,} training interactions, {len(exp.test):,} {'validation' if a.sweep else 'test'} items, "
-                   f"{exp.train.user_id.nunique():,} one-user clients, engine {a.engine}, device {a.device}"], []
+                   f"{exp.train.user_id.nunique():,} one-user clients, engine {a.engine}, device {a.device}"], old
     print("\n".join(lines), flush=True)
-    jobs = [(n, {**CONFIGS[n], **o, **over}, 0) for n in a.models for o in SWEEP[n]] if a.sweep else \
+    jobs = [(n, {**CONFIGS[n], **o, **over}, 0) for n in a.models for j, o in enumerate(SWEEP[n]) if a.only is None or j in a.only] if a.sweep else \
            [(n, {**CONFIGS[n], **over}, s) for n in a.models for s in a.seeds]
     for name, cfg, seed in jobs:
         if a.rounds: cfg["rounds"] = a.rounds

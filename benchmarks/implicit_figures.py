@@ -26,6 +26,7 @@ from fedrec_nb.implicit import CENTRAL_CONFIGS, central_topn, implicit_data, sum
 
 LOG = Path(__file__).resolve().parent / "results" / "implicit_figures.log"
 SWEEP_LOG = LOG.with_name("implicit_sweep.log")
+CSV = LOG.with_suffix(".csv")
 SWEEP = {
     "bpr_mf": [dict(embedding_dim=d, lr=lr, weight_decay=wd, epochs=e) for d, lr, wd, e in
                [(32, 5e-3, 0.0, 15), (64, 5e-3, 1e-5, 10), (64, 5e-3, 1e-5, 15), (64, 5e-3, 1e-5, 20), (64, 5e-3, 1e-4, 15), (128, 2e-3, 1e-5, 20)]],
@@ -78,7 +79,9 @@ def main(argv=None):
         "HR@10 counts roughly the items in the full top 160.")
     out(f"total {time.perf_counter() - t0:.0f} s")
     atomic_write(LOG, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
-    print(f"wrote {LOG.relative_to(LOG.parents[2])}")
+    import pandas as pd   # one row per model, seed and protocol: what nbs/06l_federated_ranking.ipynb reads
+    atomic_write(CSV, lambda p: pd.DataFrame([{k: v for k, v in r.items() if k != "per_user"} for r in rows]).to_csv(p, index=False))
+    print(f"wrote {LOG.relative_to(LOG.parents[2])} and {CSV.name}")
 
 
 def _has_tabulate():

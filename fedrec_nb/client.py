@@ -87,10 +87,9 @@ class PrivateState:
     def personal_rows(self, name: str, n_items: int):
         "Every client's own rows of item table `name`: `(keys, values)`, sorted keys `cid * n_items + item`; None when none is kept."
         if not self.items: return None
-        keys = torch.cat([cid * n_items + d[name].index for cid, d in self.items.items()])
-        vals = torch.cat([d[name].values for d in self.items.values()])
-        order = torch.argsort(keys)
-        return keys[order], vals[order]
+        cids = sorted(self.items)   # clients in order, each one's rows sorted (`SparseRows.index`): the keys come out sorted
+        return (torch.cat([cid * n_items + self.items[cid][name].index for cid in cids]),
+                torch.cat([self.items[cid][name].values for cid in cids]))
 
     def assemble(self, name: str, owner: np.ndarray) -> torch.Tensor:
         "The full table `name` with each user's rows from the client that owns the user (`owner[u]`), initial rows elsewhere."
