@@ -6,8 +6,8 @@ evaluation of every user (99 shared negatives + the held-out item) costs against
     python benchmarks/bench_implicit.py --dataset synthetic-ml-1m --seq-clients 600           # 6,040 one-user clients
 
 Protocol: leave-one-out split, every user its own client holding its private user rows (`PrivateState`, as after a first
-round), each model in the configuration of `benchmarks/federated_ranking_figures.py` (`CONFIGS`), one local epoch, 4 negatives
-per positive. Both engines first run on a few clients (warm-up), then each is timed on all clients in the same process
+round), each model in the configuration of `benchmarks/federated_ranking_figures.py` (`CONFIGS`: its local epochs, batch size,
+optimizer and learning rate), 4 negatives per positive. Both engines first run on a few clients (warm-up), then each is timed on all clients in the same process
 (`--seq-clients N`: the sequential engine on the first N clients only, its time scaled to all by their share of rows).
 The evaluation is `evaluate_topn` of the serving model (for `pfedrec`, `personal_scorer` with each client's own item rows)."""
 import argparse, os, sys, time
@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from federated_ranking_figures import CONFIGS  # noqa: E402
+from federated_ranking_figures import COMMON, CONFIGS  # noqa: E402
 
 
 def main(argv=None):
@@ -60,7 +60,9 @@ def main(argv=None):
         torch.manual_seed(0)
         net = IMPLICIT_MODELS[c["model"]](f, c["embedding_dim"]).to(dev)
         gp = {n: t.detach().clone() for n, t in net.named_parameters()}
-        cfg = LocalConfig(1, 256, c["lr"], objective="implicit", num_negatives=4, loss=c["loss"])
+        c = {**COMMON, **c}
+        cfg = LocalConfig(c["local_epochs"], c["batch_size"], c["lr"], optimizer=c.get("client_optimizer", "adam"),
+                          objective="implicit", num_negatives=c["num_negatives"], loss=c["loss"])
         def held(cl):
             ps = PrivateState(net.user_params, gp)
             for x in cl: ps.get(x)
@@ -81,7 +83,7 @@ def main(argv=None):
         sync(); t = time.perf_counter(); r = evaluate_topn(personal_scorer(net, ps, owner), data); sync()
         t_eval = time.perf_counter() - t
         scaled = "" if a.seq_clients is None else f" (timed on {len(sub):,} clients, {share:.1%} of the rows, scaled)"
-        out(f"{name:8s} ({c['model']}, d {c['embedding_dim']}, {c['loss']}): sequential {t_seq_all:7.2f} s{scaled}, "
+        out(f"{name:8s} ({c['model']}, d {c['embedding_dim']}, {c['loss']}, {cfg.local_epochs} epoch(s) of batch {cfg.batch_size}, {cfg.optimizer}): sequential {t_seq_all:7.2f} s{scaled}, "
               f"vectorized {t_vec:6.2f} s per round: {t_seq_all / t_vec:5.1f}x; sampled evaluation of {r['n_users']:,} users "
               f"{t_eval:.3f} s = {t_eval / (t_vec + t_eval):.1%} of a vectorized round with it")
     from fedrec_nb.experiment import atomic_write

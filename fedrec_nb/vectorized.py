@@ -209,7 +209,7 @@ def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks,
             start = client_slices({n: anchor[n] for n in lv if kinds[n] is not None}, kinds, bounds, a, b)
             loss = loss + cfg.mu / 2 * sum(((lv[n] - start.get(n, anchor[n])) ** 2).sum() for n in lv)
         leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
-        ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
+        if m is not None: ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
     grads = torch.autograd.grad(loss, leaves)
     with torch.no_grad():
         if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
@@ -267,8 +267,9 @@ def train_group(model, P: dict,          # name -> stacked parameters: dense (K,
     cnt_dev = cnt.to(pos.device, torch.float32)
     T, K = cnt_cpu.shape
     W = pos.shape[2]
-    m = {n: torch.zeros_like(t) for n, t in P.items()}
-    v = {n: torch.zeros_like(t) for n, t in P.items()}
+    adam = cfg.optimizer != "sgd"   # plain SGD keeps no moments
+    m = {n: torch.zeros_like(t) for n, t in P.items()} if adam else None
+    v = {n: torch.zeros_like(t) for n, t in P.items()} if adam else None
     losses = torch.zeros(T, K, device=pos.device)
     mask_all = (torch.arange(W, device=pos.device) < cnt_dev[..., None]).float()  # (T, K, width)
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
@@ -496,6 +497,7 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
 
 def _nonfinite_per_client(t, kind, flat, K):
     "(K,) number of non-finite values of each client in `t`: stacked dense (K, ...) or a flat row table (rows of `flat[kind]`)."
+    if bool(torch.isfinite(t).all()): return torch.zeros(K, dtype=torch.long, device=t.device)   # the usual case: one pass
     bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).sum(1)
     if kind is None: return bad
     return torch.zeros(K, dtype=bad.dtype, device=bad.device).index_add_(0, flat[kind][1], bad)
