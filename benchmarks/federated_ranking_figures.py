@@ -53,6 +53,8 @@ def run_one(name, cfg, exp, dataset, seed, engine, device):
     f, h = r["final"], pd.DataFrame(r["rounds"])
     return dict(run=name, seed=seed, **{k: v for k, v in cfg.items() if k not in ("partition", "objective", "private_user_embeddings")}, clients=n_users,
                 sampled_hr10=f["test_hr@10"], sampled_ndcg10=f["test_ndcg@10"], full_hr10=f["test_hr@10_full"], full_ndcg10=f["test_ndcg@10_full"],
+                **{f"{k}_global_items": f.get(f"test_{k2}_global_items", float("nan"))
+                   for k, k2 in (("sampled_hr10", "hr@10"), ("sampled_ndcg10", "ndcg@10"), ("full_hr10", "hr@10_full"), ("full_ndcg10", "ndcg@10_full"))},
                 best_round=int(h["test_hr@10"].idxmax()) + 1, best_sampled_hr10=float(h["test_hr@10"].max()),
                 seconds_per_round=float(h["seconds"].mean()), eval_seconds_per_round=float(h["eval_seconds"].mean()),
                 train_seconds_per_round=float(h["train_seconds"].mean()), engine=f["engine"], device=f["device"], wall_seconds=wall)
@@ -67,12 +69,13 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sweep", action="store_true", help="tune on the validation split (seed 0) instead of the test figures")
     ap.add_argument("--only", type=int, nargs="+", default=None, help="--sweep: run only these entries of each model's SWEEP list (0-based)")
+    ap.add_argument("--tag", default="", help="a suffix of the CSV and log names (a run that must not replace the table's)")
     ap.add_argument("--set", default="{}", help='JSON overrides for every run, e.g. \'{"local_epochs": 2}\'')
     a = ap.parse_args(argv)
     try: over = json.loads(a.set)
     except json.JSONDecodeError as e: ap.error(f"--set {a.set!r}: not JSON ({e})")
     exp = prepare_experiment(a.dataset, None, 42, 0.1, "leave_one_out", "runs/federated_ranking")
-    tag = a.dataset + ("_sweep" if a.sweep else "")
+    tag = a.dataset + ("_sweep" if a.sweep else "") + (f"_{a.tag}" if a.tag else "")
     csv, log = RESULTS / f"federated_ranking_{tag}.csv", RESULTS / f"federated_ranking_{tag}.log"
     if a.sweep:   # validation: each user's second-latest rating, from the training rows alone
         tr, va = split_ratings(exp.train, "leave_one_out")

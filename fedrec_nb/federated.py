@@ -397,6 +397,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     else:   # implicit: both protocols at the end (`full` ranks every item the user did not rate in training)
         sf = personal_scorer(net, private, owner)
         m = {**_topn(net, topn, score_fn=sf), **{f"{k}_full": v for k, v in _topn(net, topn, "full", score_fn=sf).items()}}
+        if getattr(net, "personal_items", False):   # what the personal item rows add: the same users scored with the global rows
+            m.update({f"{k}_global_items": v for k, v in _topn(net, topn).items()})
+            m.update({f"{k}_full_global_items": v for k, v in _topn(net, topn, "full").items()})
         c_mae = c_rmse = np.full(num_clients, np.nan)
     client_rows = []
     for c in clients:

@@ -151,6 +151,7 @@ def test_run_federated_implicit_records(small, tmp_path):
     fin = r["final"]
     assert {"test_hr@10", "test_ndcg@10", "test_hr@10_full", "test_ndcg@10_full"} <= set(fin)
     assert fin["test_hr@10_full"] <= fin["test_hr@10"]   # every unrated item is harder than 100 candidates
+    assert "test_hr@10_global_items" not in fin          # only a model with personal item rows reports them
     r2 = run_federated(model="mf", engine="sequential", **{**kw, "output_dir": str(tmp_path / "run2")})
     assert r2["final"]["test_hr@10"] == fin["test_hr@10"]   # reproducible
     p = run_federated(model="ncf", private_user_embeddings=True, **{**kw, "output_dir": str(tmp_path / "run3")})
@@ -167,6 +168,8 @@ def test_pfedrec_run_scores_with_personal_items_and_resumes(small, tmp_path):
               private_user_embeddings=True, lr=5e-2, plots=False, progress=False, experiment=exp, seed=0)
     whole = run_federated(rounds=3, output_dir=str(tmp_path / "whole"), **kw)
     assert whole["final"]["engine"] == "vectorized"
+    for k in ("test_hr@10_global_items", "test_hr@10_full_global_items"):   # the same users scored without their own item rows
+        assert 0 <= whole["final"][k] <= 1
     run_federated(rounds=2, output_dir=str(tmp_path / "part"), **kw)
     resumed = run_federated(rounds=3, output_dir=str(tmp_path / "part"), resume=True, **kw)
     for k in ("test_hr@10", "test_ndcg@10", "test_hr@10_full"): assert resumed["final"][k] == whole["final"][k]
