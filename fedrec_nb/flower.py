@@ -19,10 +19,10 @@ from flwr.serverapp import Grid, ServerApp
 __all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'FLOWER_IMPLICIT_MODELS', 'SECAGG_REFUSED', 'secagg_client_app',
            'secagg_server_app', 'federated_defaults', 'params_from_run_config', 'run_config_from_params',
            'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta',
-           'load_node', 'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app',
-           'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment',
-           'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg',
-           'make_secagg_server_app']
+           'load_node', 'node_topn', 'topn_suffixes', 'topn_sums', 'topn_metrics_from_sums', 'node_topn_sums',
+           'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app', 'run_flower',
+           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params',
+           'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, SparseRows, _as_device, flatten_update,
+from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, PrivateState, SparseRows, _as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
 from .defences import Defences, check_defence_params, round_participants
@@ -38,8 +38,8 @@ from .experiment import ParameterError, atomic_write, check_number, load_results
 from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
                                   sample_clients, save_clients)
 from .federated import (FederatedRecommender, _defences, _drop_list, _weighted_mean, add_sums, client_spread,
-                                 eval_sums, load_params, metrics_from_sums, plot_federated, _topn)
-from .implicit import implicit_data
+                                 eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn)
+from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
 from .records import write_run_results
 from .models import IMPLICIT_MODELS, build_model
 from .robust import unstack
@@ -119,6 +119,7 @@ class Node:
     "What one node keeps between messages (per process): its client, the features, the network and the initial parameters."
     params: dict; client: ClientData; features: Features; model: torch.nn.Module; initial_params: dict
     rating_scale: tuple; device: torch.device
+    folder: Path | None = None   # where its files live (`node_topn` keeps its held-out rows there)
     @property
     def private_names(self) -> tuple: return tuple(self.model.user_params) if self.params["private_user_embeddings"] else ()
 
@@ -168,7 +169,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
         raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
     dev = _as_device(device)
     node = Node(params, client, feats.to(dev), net.to(dev), {n: t.to(dev) for n, t in m["initial_params"].items()},
-                tuple(m["rating_scale"]), dev)
+                tuple(m["rating_scale"]), dev, folder)
     _NODE_CACHE[key] = node
     return node
 
@@ -182,10 +183,78 @@ def _full_params(node: Node, shared: dict, private_rows: dict | None) -> dict:
         full[n] = table
     return full
 
-def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: int, evaluate: bool, train: bool):
+def _topn_rows(data: ImplicitData, rows) -> ImplicitData:
+    "`data` restricted to the held-out rows `rows` (a bool mask), with the training keys of their users only (what `full` needs)."
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.bool)
+    su, none = data.test_users[rows], torch.zeros(0, dtype=torch.long)
+    keys = data.rated_keys[torch.isin(data.rated_keys // data.n_items, su)]
+    return ImplicitData(data.n_users, data.n_items, none, none, su, data.test_items[rows], data.negatives[rows], keys)
+
+def node_topn(node: Node) -> ImplicitData:
+    """Objective 'implicit': the held-out rows of the users node `node` owns (`ClientData.test_users`), each with the 99
+    negatives every model shares (`implicit_data` on the whole split, seed 0), and those users' training keys (`full`).
+    Built once from the dataset the node loads, then read from its file next to the node's client file."""
+    cid = int(node.client.cid)
+    f = (node.folder or node_folder()) / federation_key(node.params) / f"topn_{cid}.pt"
+    if f.exists():
+        d = torch.load(f, map_location="cpu", weights_only=True)
+        data = ImplicitData(d["n_users"], d["n_items"], *(d[k] for k in "train_users train_items test_users test_items negatives rated_keys".split()))
+    else:
+        fed = build_federation(dict(node.params, engine="sequential"))
+        data = _topn_rows(implicit_data(fed.experiment.train, fed.experiment.test, fed.features), fed.test_owner == cid)
+        atomic_write(f, lambda t: torch.save(vars(data), t))
+    if not torch.equal(torch.sort(data.test_users).values, torch.sort(node.client.test_users.cpu()).values):
+        raise ParameterError(f"{f}: held-out rows of another split than node {cid}'s; delete the folder")
+    return data
+
+def topn_suffixes(net, final: bool) -> tuple:
+    """The record suffixes of the ranking figures `run_federated` writes: '' (sampled) every round; at the end '_full' too,
+    and for a `personal_items` model the same users scored with the global item rows ('_global_items', '_full_global_items')."""
+    if not final: return ("",)
+    return ("", "_full") + (("_global_items", "_full_global_items") if getattr(net, "personal_items", False) else ())
+
+def topn_sums(score_fn, data: ImplicitData, suffixes=("",), global_fn=None, k=10) -> dict:
+    """HR@k and NDCG@k of `data`'s held-out rows as sums, per record suffix: `topn{suffix}_n` (rows), `_hr`, `_ndcg` (sums
+    of `evaluate_topn(per_user=True)`); the '_global_items' suffixes score with `global_fn`, the others with `score_fn`."""
+    out = {}
+    for s in suffixes:
+        fn = global_fn if s.endswith("_global_items") else score_fn
+        r = evaluate_topn(fn, data, "full" if s.startswith("_full") else "sampled", k, per_user=True)["per_user"]
+        out.update({f"topn{s}_n": float(len(r["hr"])), f"topn{s}_hr": float(np.sum(r["hr"], dtype=np.float64)),
+                    f"topn{s}_ndcg": float(np.sum(r["ndcg"], dtype=np.float64))})
+    return out
+
+def topn_metrics_from_sums(sums: list, suffixes, k=10) -> dict:
+    "`test_hr@k{suffix}` and `test_ndcg@k{suffix}` (the names `run_federated` records) from the nodes' `topn_sums`, added up."
+    out = {}
+    for s in suffixes:
+        n = sum(x[f"topn{s}_n"] for x in sums)
+        for m in ("hr", "ndcg"): out[f"test_{m}@{k}{s}"] = sum(x[f"topn{s}_{m}"] for x in sums) / n if n else float("nan")
+    return out
+
+def node_topn_sums(node: Node, private_items: dict | None, suffixes=("",)) -> dict:
+    """What a node answers under the implicit objective with private rows: its own users' held-out items ranked with the
+    network as loaded (its private user rows in place) and, for a `personal_items` model, its own kept item rows
+    (`personal_scorer`, as the built-in engines score), as `topn_sums`; `topn_seconds`: what the sampled ranking took."""
+    data = node_topn(node).to(node.device)
+    own = None
+    if private_items is not None:   # this client's kept rows, as the engine's `PrivateState.items` holds them
+        own = PrivateState((), {}); own.items = {int(node.client.cid): private_items}
+    sf = personal_scorer(node.model, own, np.full(node.features.n_users, int(node.client.cid)), node.device)
+    t = time.perf_counter()
+    out = topn_sums(sf, data, suffixes[:1], model_scorer(node.model))
+    out["topn_seconds"] = time.perf_counter() - t
+    return {**out, **topn_sums(sf, data, suffixes[1:], model_scorer(node.model))}
+
+def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: int, evaluate: bool, train: bool,
+              private_items: dict | None = None,   # a `personal_items` model's kept item rows (`ClientResult.private_items`)
+              final: bool = False):                # the last evaluation: the implicit objective ranks under `full` as well
     "What a node does with one message: eval sums of the received model (or None), its `ClientResult` (or None)."
     sums = res = None
-    if evaluate:
+    if evaluate and node.params.get("objective", "rating") == "implicit":
+        load_params(node.model, _full_params(node, shared, private_rows))
+        sums = node_topn_sums(node, private_items, topn_suffixes(node.model, final))
+    elif evaluate:
         load_params(node.model, _full_params(node, shared, private_rows))
         c = node.client
         sums = eval_sums(node.model, node.features, c.test_users.to(node.device), c.test_items.to(node.device), c.test_ratings,
@@ -215,12 +284,14 @@ def handle_message(msg: Message, context: Context, params: dict | None = None) -
     cfg = msg.content["config"]
     shared = record_tensors(msg.content["global"], node.initial_params)
     private = record_tensors(context.state["private"]) if "private" in context.state else _initial_private(node)
+    items = record_update(context.state["private_items"]) if "private_items" in context.state else None
     train = pid in [int(x) for x in cfg["train"]]
-    sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train)
+    sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train, items, bool(cfg["final"]))
     reply = RecordDict({"node": MetricRecord({"cid": pid})})
     if sums is not None: reply["eval"] = MetricRecord({k: float(v) for k, v in sums.items()})
     if res is not None:
         if res.private_rows is not None: context.state["private"] = arrays_record(res.private_rows)
+        if res.private_items is not None: context.state["private_items"] = update_record(res.private_items)   # never sent
         reply["update"] = update_record(res.update)
         reply["train"] = MetricRecord({"n_train": int(res.n_train), **{k: float(v) for k, v in res.stats.items()}})
     return Message(reply, reply_to=msg)
@@ -244,8 +315,8 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> list:
         time.sleep(0.2)
     return nodes[:n]
 
-def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float):
-    cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate)})
+def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float, final=False):
+    cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate), "final": bool(final)})
     msgs = [Message(RecordDict({"global": shared_rec, "config": cfg}), dst_node_id=n, message_type="train",
                     group_id=str(round_idx)) for n in nodes]
     got = list(grid.send_and_receive(msgs, timeout=timeout))
@@ -271,7 +342,7 @@ def _client_errors(sums: dict, n: int) -> tuple:
     "Per-client MAE and RMSE (nan where a client has no held-out rows or did not answer) from their eval sums."
     mae, rmse = np.full(n, np.nan), np.full(n, np.nan)
     for cid, s in sums.items():
-        if s["count"] > 0: mae[cid], rmse[cid] = s["abs_err"] / s["count"], math.sqrt(s["sq_err"] / s["count"])
+        if s.get("count", 0) > 0: mae[cid], rmse[cid] = s["abs_err"] / s["count"], math.sqrt(s["sq_err"] / s["count"])
     return mae, rmse
 
 def _orphan_metrics(fed: Federation, glob: dict, sums: dict) -> dict:
@@ -288,6 +359,17 @@ def _implicit_metrics(fed: Federation, glob: dict, topn) -> dict:
     load_params(fed.model, glob)
     m = _topn(fed.model, topn)
     return dict(**m, **client_spread(np.full(fed.params["num_clients"], np.nan)), eval_seconds=time.perf_counter() - t)
+
+def _node_topn_metrics(fed: Federation, glob: dict, topn: ImplicitData, sums: dict, suffixes) -> dict:
+    """Objective 'implicit' with private rows: the figures of the nodes' `topn_sums`, with the server's own for the held-out
+    rows no node owns (their users keep the initial rows, as in the built-in engines); `eval_seconds`: the slowest node's
+    sampled ranking (the nodes rank at once) and the server's."""
+    t = time.perf_counter()
+    load_params(fed.model, glob)
+    orphan = topn_sums(model_scorer(fed.model), _topn_rows(topn, fed.test_owner < 0), suffixes, model_scorer(fed.model))
+    nodes = max((s.get("topn_seconds", 0.0) for s in sums.values()), default=0.0)
+    return dict(**topn_metrics_from_sums([*sums.values(), orphan], suffixes),
+                **client_spread(np.full(fed.params["num_clients"], np.nan)), eval_seconds=nodes + time.perf_counter() - t)
 
 def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict) -> dict:
     "Write results.json (as `run_federated`'s), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
@@ -326,16 +408,23 @@ def serve(grid: Grid, params: dict) -> dict:
         (u, i, _), rated = fed.train, torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool)
         rated[u, i] = True
     nodes = wait_for_nodes(grid, N, p["node_timeout"])
-    implicit = p["objective"] == "implicit"   # the server ranks each user's held-out item: no evaluation on the nodes
+    implicit = p["objective"] == "implicit"   # shared rows: the server ranks each user's held-out item itself
+    on_nodes = not implicit or bool(private)  # ratings, or private rows: the nodes evaluate (the next message) and send sums
     topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if implicit else None   # 99 shared negatives
-    history, client_last = [], {}
-    for r in range(p["rounds"] + (0 if implicit else 1)):
+    history, client_last, topn_final = [], {}, {}
+    for r in range(p["rounds"] + (1 if on_nodes else 0)):
         t0 = time.perf_counter()
         drawn, chosen, fakes = guard.participants(r) if r < p["rounds"] else (np.zeros(0, np.int64),) * 2 + (0,)
         shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
-        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0 and not implicit, p["round_timeout"])
+        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0 and on_nodes, p["round_timeout"],
+                                          final=r == p["rounds"])
         sums, results = _parse(replies, glob)
         if r > 0 and not implicit: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
+        elif r > 0 and on_nodes:   # implicit, private rows: the nodes ranked their own users with the previous round's model
+            m = _node_topn_metrics(fed, glob, topn, sums, topn_suffixes(net, r == p["rounds"]))
+            topn_final = {k: v for k, v in m.items() if k.endswith(("_full", "_global_items"))}   # the last exchange's
+            history[-1].update({k: v for k, v in m.items() if k not in topn_final})
+            history[-1]["seconds"] += history[-1]["eval_seconds"]
         if r == p["rounds"]: break
         extra = {}
         if guard.per_client:   # attackers, robust aggregation or DP: `Defences.combine` over the clients' own rows
@@ -358,10 +447,11 @@ def serve(grid: Grid, params: dict) -> dict:
                             rejected=len(rejected), rejected_updates=rejected, skipped=skipped,
                             samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
                             seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
-        if implicit:   # this round's model, ranked on the server as `run_federated` does
+        if implicit and not on_nodes:   # this round's model, ranked on the server as `run_federated` does
             history[-1].update(_implicit_metrics(fed, glob, topn)); history[-1]["seconds"] += history[-1]["eval_seconds"]
     final = _defence_final(p, fed, guard, rated, glob)
-    if implicit:   # and at the end under `full` as well (every item the user did not rate in training)
+    if implicit and on_nodes: final = {**topn_final, **final}   # the nodes' `full` sums (and the global item rows')
+    elif implicit:   # and at the end under `full` as well (every item the user did not rate in training)
         load_params(net, glob)
         final = {**{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}, **final}
     return _finish(p, fed, glob, history, client_last, sums, final)
@@ -436,7 +526,7 @@ def _recommender(fed: Federation, glob: dict):
     return FederatedRecommender.from_trained(fed.model, fed.features, fed.rating_scale,
                                              float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
 
-FLOWER_IMPLICIT_MODELS = ("mf", "ncf")   # objective='implicit' on Flower: models whose only private rows are user rows
+FLOWER_IMPLICIT_MODELS = tuple(IMPLICIT_MODELS)   # objective='implicit' on Flower: every model of the built-in engines
 
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
@@ -456,10 +546,6 @@ def check_flower_params(p: dict):
         if p["model"] not in FLOWER_IMPLICIT_MODELS:
             raise ParameterError(f"parameter model={p['model']!r} with objective='implicit' on Flower: the nodes run "
                                  f"{list(FLOWER_IMPLICIT_MODELS)}; use one of them or engine 'sequential'/'vectorized'")
-        if p["private_user_embeddings"]:
-            raise ParameterError("parameter private_user_embeddings=True with objective='implicit' on Flower: the server ranks "
-                                 "every user's held-out item and the private user rows never leave the nodes; use "
-                                 "private_user_embeddings=False or engine 'sequential'/'vectorized'")
         if p["secure_aggregation"] is True:
             raise ParameterError("parameter secure_aggregation=True with objective='implicit': the SecAgg+ app evaluates "
                                  "ratings only; use secure_aggregation=False or objective='rating'")

@@ -1,7 +1,8 @@
-"""The implicit objective (issue 12) on Flower: nodes train with `train_client`'s own negatives, the server ranks each
-user's held-out item with the built-in engine's `_topn`, and a simulation gives the sequential engine's figures.
+"""The implicit objective (issue 12) on Flower: nodes train with `train_client`'s own negatives; with shared user rows the
+server ranks each user's held-out item with the built-in engine's `_topn`, with private rows (and pfedrec's kept item
+rows) each node ranks its own users and sends sums; a simulation gives the sequential engine's figures either way.
 
-One simulation on one Ray CPU (about 20 s on two cores) on a small synthetic ratings file."""
+Each simulation runs on one Ray CPU (about 20 s on two cores) on a small synthetic ratings file."""
 import pytest
 import torch
 
@@ -28,9 +29,10 @@ def test_flower_accepts_implicit_and_refuses_what_it_cannot_evaluate():
     check_federated_params(**{**BASE, "engine": "flower"})   # no longer refused for engine='flower'
     p = {**federated_defaults(), **BASE}
     check_flower_params(p)
-    for bad, name in [(dict(private_user_embeddings=True), "private_user_embeddings"),
-                      (dict(secure_aggregation=True), "secure_aggregation"),
-                      (dict(model="pfedrec", private_user_embeddings=True), "model"),
+    check_flower_params({**p, "private_user_embeddings": True})               # the nodes rank their own users
+    check_flower_params({**p, "model": "pfedrec", "private_user_embeddings": True})
+    for bad, name in [(dict(secure_aggregation=True), "secure_aggregation"),
+                      (dict(model="pfedrec"), "private_user_embeddings"),   # pfedrec's score functions are private rows
                       (dict(split="random"), "split")]:
         with pytest.raises(ParameterError, match=name): check_flower_params({**p, **bad})
 
@@ -53,3 +55,26 @@ def test_simulation_matches_sequential(tmp_path, synthetic_csv):
     got = torch.load(tmp_path / "fl" / "global_params.pt")
     assert max(float((got[n] - t.detach()).abs().max()) for n, t in seq["recommender"].net.named_parameters()) < 1e-6
     assert load_results(tmp_path / "fl")["rounds"][1]["test_hr@10"] == fl["rounds"][1]["test_hr@10"]   # as written to disk
+
+
+@pytest.mark.parametrize("model", ["ncf", "pfedrec"])
+def test_private_rows_ranked_on_the_nodes_match_sequential(tmp_path, synthetic_csv, model):
+    """Private user rows (and pfedrec's own item rows) never leave the nodes: each ranks its users' held-out items and sends
+    counts and sums; the per-round and final figures (both protocols, pfedrec's global-item ones) equal the sequential engine's."""
+    p = dict(BASE, dataset=str(synthetic_csv), model=model, private_user_embeddings=True)
+    seq = run_federated(**p, output_dir=str(tmp_path / "seq"), engine="sequential", progress=False, plots=False)
+    fl = run_flower(dict(p, output_dir=str(tmp_path / "fl")), num_cpus=1)
+    assert fl["recommender"] is None and [r["clients_answered"] for r in fl["rounds"]] == [3, 3]
+    for a, b in zip(seq["rounds"], fl["rounds"], strict=True):
+        for k in ("test_hr@10", "test_ndcg@10", "train_loss"):
+            assert b[k] == pytest.approx(a[k], abs=1e-6), k
+        assert set(a) - set(b) == set() and b["eval_seconds"] > 0
+    assert fl["rounds"][0]["test_ndcg@10"] != fl["rounds"][1]["test_ndcg@10"]   # the model moved between the rounds
+    names = [k for k in seq["final"] if k.startswith(("test_hr@10", "test_ndcg@10"))]
+    assert len(names) == (8 if model == "pfedrec" else 4)   # sampled, full (and the global item rows' for pfedrec)
+    for k in names: assert fl["final"][k] == pytest.approx(seq["final"][k], abs=1e-6), k
+    if model == "pfedrec":   # the kept item rows were used: the personal figures differ from the global rows'
+        assert fl["final"]["test_ndcg@10"] != fl["final"]["test_ndcg@10_global_items"]
+    got = torch.load(tmp_path / "fl" / "global_params.pt")
+    assert not set(got) & set(seq["recommender"].net.user_params)   # the private tables are not written
+    assert max(float((got[n] - t.detach()).abs().max()) for n, t in seq["recommender"].net.named_parameters() if n in got) < 1e-6
