@@ -3,6 +3,9 @@ server ranks each user's held-out item with the built-in engine's `_topn`, with 
 rows) each node ranks its own users and sends sums; a simulation gives the sequential engine's figures either way.
 
 Each simulation runs on one Ray CPU (about 20 s on two cores) on a small synthetic ratings file."""
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,7 +13,10 @@ from fedrec_nb.data import synthetic_movielens
 from fedrec_nb.experiment import ParameterError, load_results
 from fedrec_nb.federated import run_federated
 from fedrec_nb.federation import check_federated_params
-from fedrec_nb.flower import check_flower_params, federated_defaults, run_flower
+from fedrec_nb.flower import LocalDeployment, check_flower_params, federated_defaults, run_config_from_params, run_flower
+
+ROOT = Path(__file__).resolve().parents[1]
+slow = pytest.mark.skipif(os.environ.get("FEDREC_SLOW_TESTS") != "1", reason="about a minute on 2 cores: set FEDREC_SLOW_TESTS=1")
 
 BASE = dict(model="ncf", partition="iid", num_clients=3, rounds=2, local_epochs=1, batch_size=128, lr=1e-2,
             strategy="fedavg", embedding_dim=8, device="cpu", seed=0, split="leave_one_out", objective="implicit",
@@ -78,3 +84,17 @@ def test_private_rows_ranked_on_the_nodes_match_sequential(tmp_path, synthetic_c
     got = torch.load(tmp_path / "fl" / "global_params.pt")
     assert not set(got) & set(seq["recommender"].net.user_params)   # the private tables are not written
     assert max(float((got[n] - t.detach()).abs().max()) for n, t in seq["recommender"].net.named_parameters() if n in got) < 1e-6
+
+
+@slow
+def test_pfedrec_loopback_deployment_matches_sequential(tmp_path, synthetic_csv):
+    "The deployed app (a SuperLink and 3 SuperNodes on 127.0.0.1): the nodes build their ranking rows from the dataset they load."
+    p = dict(BASE, dataset=str(synthetic_csv), model="pfedrec", private_user_embeddings=True)
+    seq = run_federated(**p, output_dir=str(tmp_path / "seq"), engine="sequential", progress=False, plots=False)
+    with LocalDeployment(num_nodes=3, workdir=tmp_path / "fl") as d:
+        res = d.run(ROOT / "flower_app", run_config_from_params(dict(p, output_dir=str(tmp_path / "deployed"))), timeout=400)
+    assert [r["clients_answered"] for r in res["rounds"]] == [3, 3]
+    for a, b in zip(seq["rounds"], res["rounds"], strict=True):
+        for k in ("test_hr@10", "test_ndcg@10"): assert b[k] == pytest.approx(a[k], abs=1e-6), k
+    for k in [k for k in seq["final"] if k.startswith(("test_hr@10", "test_ndcg@10"))]:
+        assert res["final"][k] == pytest.approx(seq["final"][k], abs=1e-6), k
