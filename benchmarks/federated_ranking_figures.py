@@ -40,6 +40,7 @@ SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry; Adam client
 }
 SGD = dict(client_optimizer="sgd", lr=1.0, server_lr=1000.0, local_epochs=3, rounds=60)   # the literature's plain SGD clients
 for name in SWEEP: SWEEP[name].append(SGD)
+SWEEP["pfedrec"] += [{**SGD, "embedding_dim": 64}, {**SGD, "local_epochs": 5}]   # after the table's runs: wider, more local epochs
 
 def run_one(name, cfg, exp, dataset, seed, engine, device):
     "One federated run; its figures as a CSV row."
