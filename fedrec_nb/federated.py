@@ -23,7 +23,7 @@ from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
 from .experiment import ParameterError, check_choice, check_number, save_results, atomic_write
 from .federation import (DEVICES, ENGINES, check_federated_params, check_clients_fit, build_clients, sample_clients,
-                                  Federation, build_federation, load_client, save_clients)
+                                  Federation, build_federation, load_client, save_clients, _drop_list)
 from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
 from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params
@@ -34,7 +34,7 @@ from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpo
 # %% auto #0
 __all__ = ['REFIT_LR', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
            'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows',
-           'personal_scorer', 'run_federated', 'FederatedRecommender', 'plot_federated']
+           'personal_scorer', 'topn_suffixes', 'run_federated', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -175,12 +175,6 @@ def _pick_engine(engine, net, cfg, private, device):
         return local_train_sequential, "sequential (vectorized does not support this configuration)"
     return local_train_vectorized, "vectorized"
 
-def _drop_list(drop) -> tuple:
-    "`drop_inputs` as a tuple of group names: a comma-separated string (papermill's `-p drop_inputs genres,age`) or a sequence."
-    if drop is None: return ()
-    if isinstance(drop, str): return tuple(s.strip() for s in drop.split(",") if s.strip())
-    return tuple(drop)
-
 REFIT_LR = 0.02   # Adam's learning rate when devices re-fit their private rows (whatever the clients' optimizer)
 
 def refit_private_rows(net: torch.nn.Module, global_params: dict, private: PrivateState, clients: list, owner: np.ndarray,
@@ -244,6 +238,12 @@ def personal_scorer(net, private: PrivateState | None, owner: np.ndarray, device
         idx = torch.where(keys[at] == key, n_items + at, items)
         return torch.func.functional_call(net, params, ({"user": users, "item": idx},))
     return score
+
+def topn_suffixes(net, final: bool) -> tuple:
+    """The record suffixes of the ranking figures a run writes: '' (sampled) every round; at the end '_full' too, and for a
+    `personal_items` model the same users scored with the global item rows ('_global_items', '_full_global_items')."""
+    if not final: return ("",)
+    return ("", "_full") + (("_global_items", "_full_global_items") if getattr(net, "personal_items", False) else ())
 
 def _topn(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
     "`test_hr@k` and `test_ndcg@k` of `net`'s raw score (or `score_fn`'s) on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
@@ -395,11 +395,10 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     load_params(net, serve)
     if topn is None: m, c_mae, c_rmse = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
     else:   # implicit: both protocols at the end (`full` ranks every item the user did not rate in training)
-        sf = personal_scorer(net, private, owner)
-        m = {**_topn(net, topn, score_fn=sf), **{f"{k}_full": v for k, v in _topn(net, topn, "full", score_fn=sf).items()}}
-        if getattr(net, "personal_items", False):   # what the personal item rows add: the same users scored with the global rows
-            m.update({f"{k}_global_items": v for k, v in _topn(net, topn).items()})
-            m.update({f"{k}_full_global_items": v for k, v in _topn(net, topn, "full").items()})
+        sf, m = personal_scorer(net, private, owner), {}
+        for s in topn_suffixes(net, final=True):   # '_global_items': what the personal item rows add, the global rows instead
+            m.update({f"{k}{s}": v for k, v in _topn(net, topn, "full" if s.startswith("_full") else "sampled",
+                                                      score_fn=None if s.endswith("_global_items") else sf).items()})
         c_mae = c_rmse = np.full(num_clients, np.nan)
     client_rows = []
     for c in clients:

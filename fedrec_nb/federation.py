@@ -23,8 +23,8 @@ from .strategies import STRATEGIES
 
 # %% auto #0
 __all__ = ['DEVICES', 'ENGINES', 'OBJECTIVES', 'DATA_KEYS', 'FEDERATION_DEFAULTS', 'check_federated_params', 'check_clients_fit',
-           'build_clients', 'sample_clients', 'Federation', 'build_federation', 'federation_key', 'save_clients',
-           'load_client']
+           'build_clients', 'sample_clients', 'Federation', 'build_federation', 'federation_model', 'federation_key',
+           'save_clients', 'load_client']
 
 # %% ../nbs/06f_federation.ipynb #d2a72b81
 DEVICES = ("auto", "cpu", "cuda")
@@ -155,16 +155,22 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     test_owner = owner[tu.numpy()]
     clients = build_clients(u, i, y, parts, tu, ti, ty, test_owner)
     torch.manual_seed(p["seed"])
-    drop = p.get("drop_inputs") or ()
-    drop = tuple(s.strip() for s in drop.split(",") if s.strip()) if isinstance(drop, str) else tuple(drop)
-    if p["objective"] == "implicit":   # the model's output is a logit (`IMPLICIT_MODELS`: `mf` is `LogitMF`, same parameters)
-        net = IMPLICIT_MODELS[p["model"]](exp.features, embedding_dim=p["embedding_dim"], rating_scale=exp.data.rating_scale)
-    else:
-        net = (build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale, drop=drop) if drop else
-               build_model(p["model"], exp.features, p["embedding_dim"], exp.data.rating_scale))
+    net = federation_model(p, exp.features, exp.data.rating_scale)
     init = {n: t.detach().clone() for n, t in net.named_parameters()}
     return Federation(p, exp, exp.features, (u, i, y), (tu, ti, ty), clients, owner, test_owner, net, init,
                       tuple(exp.data.rating_scale))
+
+def _drop_list(drop) -> tuple:
+    "`drop_inputs` as a tuple of group names: a comma-separated string (papermill's `-p drop_inputs genres,age`) or a sequence."
+    if drop is None: return ()
+    if isinstance(drop, str): return tuple(s.strip() for s in drop.split(",") if s.strip())
+    return tuple(drop)
+
+def federation_model(p: dict, features, rating_scale) -> torch.nn.Module:
+    "The network of a run's parameters `p` (the caller seeds torch): a logit model of `IMPLICIT_MODELS` under objective='implicit'."
+    if p.get("objective", "rating") == "implicit":   # `mf` is `LogitMF`: the same parameters, the output the logit
+        return IMPLICIT_MODELS[p["model"]](features, embedding_dim=p["embedding_dim"], rating_scale=rating_scale)
+    return build_model(p["model"], features, p["embedding_dim"], rating_scale, drop=_drop_list(p.get("drop_inputs")))
 
 def federation_key(params: dict) -> str:
     "A hash of the parameters that decide the clients' data (`DATA_KEYS`): the name of their cache folder."

@@ -16,13 +16,13 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'FLOWER_IMPLICIT_MODELS', 'SECAGG_REFUSED', 'secagg_client_app',
-           'secagg_server_app', 'federated_defaults', 'params_from_run_config', 'run_config_from_params',
-           'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta',
-           'load_node', 'node_topn', 'topn_suffixes', 'topn_sums', 'topn_metrics_from_sums', 'node_topn_sums',
-           'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve', 'make_server_app', 'run_flower',
-           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params',
-           'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
+           'federated_defaults', 'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors',
+           'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_topn',
+           'topn_sums', 'topn_metrics_from_sums', 'node_topn_sums', 'node_step', 'handle_message', 'make_client_app',
+           'wait_for_nodes', 'serve', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log',
+           'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app',
+           'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -35,13 +35,12 @@ from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, Priva
 from .data import Features, cache_dir
 from .defences import Defences, check_defence_params, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
-from .federation import (Federation, build_federation, check_federated_params, federation_key, load_client,
-                                  sample_clients, save_clients)
-from .federated import (FederatedRecommender, _defences, _drop_list, _weighted_mean, add_sums, client_spread,
-                                 eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn)
+from .federation import (Federation, build_federation, check_federated_params, federation_key, federation_model,
+                                  load_client, sample_clients, save_clients, _drop_list)
+from .federated import (FederatedRecommender, _defences, _weighted_mean, add_sums, client_spread,
+                                 eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn, topn_suffixes)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
 from .records import write_run_results
-from .models import IMPLICIT_MODELS, build_model
 from .robust import unstack
 from .strategies import make_strategy
 
@@ -134,12 +133,6 @@ def _meta_name(params: dict) -> str:
     implicit = "_implicit" if params.get("objective", "rating") == "implicit" else ""
     return f"meta_{params['model']}_{params['embedding_dim']}{'_no-' + '-'.join(drop) if drop else ''}{implicit}.pt"
 
-def _node_model(params: dict, feats: Features, rating_scale: tuple, drop: tuple) -> torch.nn.Module:
-    "The network `build_federation` builds for `params`: a logit model of `IMPLICIT_MODELS` under objective='implicit'."
-    if params.get("objective", "rating") == "implicit":
-        return IMPLICIT_MODELS[params["model"]](feats, embedding_dim=params["embedding_dim"], rating_scale=rating_scale)
-    return build_model(params["model"], feats, params["embedding_dim"], rating_scale, drop=drop)
-
 def save_node_meta(fed: Federation, folder) -> Path:
     "Next to `save_clients`' files: what every node shares (feature tensors, sizes, initial parameters), loadable with `weights_only`."
     f = Path(folder) / federation_key(fed.params) / _meta_name(fed.params)
@@ -153,10 +146,10 @@ def save_node_meta(fed: Federation, folder) -> Path:
 def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     "Node `cid`'s `Node`: from this process's memory, else from its files under `folder`, else built once and saved there."
     folder = Path(folder) if folder is not None else node_folder()
-    drop = _drop_list(params.get("drop_inputs"))
-    key = (federation_key(params), _meta_name(params), int(cid))
+    fkey, meta_name = federation_key(params), _meta_name(params)
+    key = (fkey, meta_name, int(cid))
     if key in _NODE_CACHE: return _NODE_CACHE[key]
-    meta_f = folder / federation_key(params) / _meta_name(params)
+    meta_f = folder / fkey / meta_name
     if not meta_f.exists():
         fed = build_federation(dict(params, engine="sequential"))
         save_clients(fed, folder); save_node_meta(fed, folder)
@@ -164,7 +157,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     m = torch.load(meta_f, map_location="cpu", weights_only=True)
     feats = Features(np.arange(m["n_users"]), np.arange(m["n_items"]), *(m[k] for k in _FEATURE_TENSORS),
                      *(m[k] for k in _FEATURE_NAMES))   # indices stand for the raw ids: a node never sees them
-    net = _node_model(params, feats, tuple(m["rating_scale"]), drop)
+    net = federation_model(params, feats, tuple(m["rating_scale"]))   # the network `build_federation` builds
     if set(dict(net.named_parameters())) != set(m["initial_params"]):
         raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
     dev = _as_device(device)
@@ -206,12 +199,6 @@ def node_topn(node: Node) -> ImplicitData:
     if not torch.equal(torch.sort(data.test_users).values, torch.sort(node.client.test_users.cpu()).values):
         raise ParameterError(f"{f}: held-out rows of another split than node {cid}'s; delete the folder")
     return data
-
-def topn_suffixes(net, final: bool) -> tuple:
-    """The record suffixes of the ranking figures `run_federated` writes: '' (sampled) every round; at the end '_full' too,
-    and for a `personal_items` model the same users scored with the global item rows ('_global_items', '_full_global_items')."""
-    if not final: return ("",)
-    return ("", "_full") + (("_global_items", "_full_global_items") if getattr(net, "personal_items", False) else ())
 
 def topn_sums(score_fn, data: ImplicitData, suffixes=("",), global_fn=None, k=10) -> dict:
     """HR@k and NDCG@k of `data`'s held-out rows as sums, per record suffix: `topn{suffix}_n` (rows), `_hr`, `_ndcg` (sums
@@ -526,8 +513,6 @@ def _recommender(fed: Federation, glob: dict):
     return FederatedRecommender.from_trained(fed.model, fed.features, fed.rating_scale,
                                              float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
 
-FLOWER_IMPLICIT_MODELS = tuple(IMPLICIT_MODELS)   # objective='implicit' on Flower: every model of the built-in engines
-
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
     check_federated_params(**dict(p, engine="sequential"))
@@ -543,9 +528,6 @@ def check_flower_params(p: dict):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']} on Flower: the nodes do not re-fit "
                              "their private rows yet; use private_refit_steps=0 or engine 'sequential'/'vectorized'")
     if p.get("objective", "rating") == "implicit":
-        if p["model"] not in FLOWER_IMPLICIT_MODELS:
-            raise ParameterError(f"parameter model={p['model']!r} with objective='implicit' on Flower: the nodes run "
-                                 f"{list(FLOWER_IMPLICIT_MODELS)}; use one of them or engine 'sequential'/'vectorized'")
         if p["secure_aggregation"] is True:
             raise ParameterError("parameter secure_aggregation=True with objective='implicit': the SecAgg+ app evaluates "
                                  "ratings only; use secure_aggregation=False or objective='rating'")
