@@ -11,55 +11,17 @@ import numpy as np
 import torch
 
 from .client import ClientUpdates
-from .experiment import ParameterError, check_choice, check_number
+from .experiment import ParameterError
+from .parameters import DEFAULTS
 from .federation import sample_clients
 from .privacy import dp_aggregate, epsilon_per_round, poisson_sample
-from .robust import (AGGREGATORS, ATTACKS, aggregate, craft_promotion, exposure_ratio, fake_user_count,
+from .robust import (aggregate, craft_promotion, exposure_ratio, fake_user_count,
                               foolsgold_weights, malicious_clients, unstack)
 
 # %% auto #0
-__all__ = ['DEFENCE_DEFAULTS', 'DEFENCE_PARAMETERS', 'check_defence_params', 'needs_client_updates', 'round_participants',
-           'choose_target', 'score_matrix', 'Defences']
+__all__ = ['needs_client_updates', 'round_participants', 'choose_target', 'score_matrix', 'Defences']
 
 # %% ../nbs/06j_defences.ipynb #63958f77
-DEFENCE_DEFAULTS = dict(aggregator="mean", trim_fraction=0.1, krum_f=1, clip_norm=1.0, attack="none", attack_fraction=0.0,
-                        attack_scale=10.0, target_item=None, dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,
-                        client_dropout=0.0)
-DEFENCE_PARAMETERS = tuple(DEFENCE_DEFAULTS)   # names of `run_federated` and the notebook's parameters cell
-
-def check_defence_params(aggregator="mean", trim_fraction=0.1, krum_f=1, clip_norm=1.0, attack="none", attack_fraction=0.0,
-                         attack_scale=10.0, target_item=None, dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,
-                         client_dropout=0.0, num_clients=None, client_fraction=1.0, private_refit_steps=0,
-                         private_user_embeddings=False, partition="iid", **_):
-    "Raise `ParameterError` naming the first invalid privacy or robustness parameter (before any data is read)."
-    check_choice("aggregator", aggregator, AGGREGATORS)
-    check_number("trim_fraction", trim_fraction, lo=0, hi=0.5, hi_open=True)
-    check_number("krum_f", krum_f, lo=0, integer=True)
-    check_number("clip_norm", clip_norm, lo=0, lo_open=True)
-    check_choice("attack", attack, ATTACKS)
-    check_number("attack_fraction", attack_fraction, lo=0, hi=1, hi_open=True)
-    if attack != "none" and attack_fraction == 0:
-        raise ParameterError(f"parameter attack_fraction=0 with attack={attack!r}: no client would attack; give the share of "
-                             "malicious clients (e.g. 0.2) or attack='none'")
-    check_number("attack_scale", attack_scale, lo=0, lo_open=True)
-    check_number("dp_noise_multiplier", dp_noise_multiplier, lo=0)
-    check_number("dp_clip", dp_clip, lo=0, lo_open=True)
-    check_number("dp_delta", dp_delta, lo=0, hi=1, lo_open=True, hi_open=True)
-    if dp_noise_multiplier > 0 and aggregator != "mean":
-        raise ParameterError(f"parameter aggregator={aggregator!r} with dp_noise_multiplier={dp_noise_multiplier}: DP-FedAvg "
-                             "clips every update to dp_clip and adds noise to their sum, which only the mean keeps private; "
-                             "use aggregator='mean' (its clipping already bounds every client, as norm_bound does)")
-    check_number("client_dropout", client_dropout, lo=0, hi=1, hi_open=True)
-    check_number("private_refit_steps", private_refit_steps, lo=0, integer=True)
-    if private_refit_steps and not (private_user_embeddings is True and partition == "user"):
-        raise ParameterError(f"parameter private_refit_steps={private_refit_steps}: needs private_user_embeddings=True and "
-                             "partition='user' (each user's rows on one client)")
-    if aggregator in ("krum", "multi_krum") and num_clients is not None:
-        per_round = max(1, int(round(client_fraction * num_clients)))
-        if per_round <= 2 * krum_f + 2:
-            raise ParameterError(f"parameter krum_f={krum_f}: {aggregator} needs more than 2*krum_f + 2 = {2 * krum_f + 2} "
-                                 f"clients per round, and about {per_round} are sampled (num_clients * client_fraction)")
-
 def needs_client_updates(p: dict) -> bool:
     "Whether the server needs every client's update on its own (robust aggregators, attacks, DP), not only their sum."
     return p.get("aggregator", "mean") != "mean" or p.get("attack", "none") != "none" or p.get("dp_noise_multiplier", 0) > 0
@@ -101,15 +63,14 @@ def score_matrix(net: torch.nn.Module, features, block: int = 256) -> torch.Tens
 # %% ../nbs/06j_defences.ipynb #9ecf7693
 class Defences:
     "The server's side of a round under attack, robust aggregation or DP: who takes part, what the attackers send, and the combined update."
-    def __init__(self, params: dict,            # run parameters (`DEFENCE_DEFAULTS` keys; missing ones take the defaults)
+    def __init__(self, params: dict,            # run parameters (missing ones take `fedrec_nb.parameters.DEFAULTS`)
                  num_clients: int,              # real clients
                  model: torch.nn.Module,        # the network (`item_params` names the item tables a promotion writes)
                  item_counts=None,              # (n_items,) training ratings per item: the public popularity (promote_item)
                  one_client_per_user: bool = False,  # promote_item: the attackers are extra fake users, not real clients
                  target_index: int | None = None,    # promote_item: the target's item index (None: `choose_target`)
                 ):
-        self.p = {k: params.get(k, v) for k, v in DEFENCE_DEFAULTS.items()}
-        for k in ("seed", "rounds", "client_fraction"): self.p[k] = params[k]
+        self.p = {**DEFAULTS, **params}
         p = self.p
         self.num_clients, self.model, self.per_client = num_clients, model, needs_client_updates(p)
         self.dp = p["dp_noise_multiplier"] > 0

@@ -21,20 +21,21 @@ from .client import (ClientData, LocalConfig, client_generator, PrivateState, Sp
                               ClientUpdates, update_layout, flatten_update)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
-from .experiment import ParameterError, check_choice, check_number, save_results, atomic_write
-from .federation import (DEVICES, ENGINES, check_federated_params, check_clients_fit, build_clients, sample_clients,
-                                  Federation, build_federation, load_client, save_clients, _drop_list)
+from .experiment import ParameterError, check_number, save_results, atomic_write
+from .federation import (check_clients_fit, build_clients, sample_clients, local_config,
+                                  Federation, build_federation, load_client, save_clients)
+from .parameters import PARAMS, resolve_params, with_parameters
 from .metrics import rating_metrics, evaluate_ranking
 from .baselines import Recommender
-from .defences import DEFENCE_PARAMETERS, Defences, check_defence_params
+from .defences import Defences
 from .implicit import implicit_data, evaluate_topn, model_scorer
-from .records import (RESUMABLE, CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
+from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, _rng_states, _set_rng_states)
 
 # %% auto #0
-__all__ = ['REFIT_LR', 'FEDERATED_PARAMETERS', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread',
-           'evaluate_global', 'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows',
-           'personal_scorer', 'topn_suffixes', 'run_federated', 'FederatedRecommender', 'plot_federated']
+__all__ = ['REFIT_LR', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'eval_sums',
+           'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer', 'topn_suffixes',
+           'run_federated', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -250,51 +251,24 @@ def _topn(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
     r = evaluate_topn(score_fn or model_scorer(net), data, protocol, k)
     return {f"test_hr@{k}": r[f"hr@{k}"], f"test_ndcg@{k}": r[f"ndcg@{k}"]}
 
-FEDERATED_PARAMETERS = ("dataset data_dir seed test_size split output_dir model partition num_clients alpha rounds local_epochs "
-                        "batch_size lr strategy mu server_lr client_fraction private_user_embeddings embedding_dim device "
-                        "checkpoint_dir resume engine drop_inputs private_refit_steps client_optimizer objective num_negatives loss").split() + list(DEFENCE_PARAMETERS)  # the notebook's parameters cell
-
-def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
-                  model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1, batch_size=256,
-                  lr=3e-3, strategy="fedavg", mu=0.01, server_lr=None, client_fraction=1.0, private_user_embeddings=False,
-                  embedding_dim=32, device="auto", checkpoint_dir=None, resume=False, engine="vectorized",
-                  drop_inputs=(),               # input groups the model leaves out (`fedrec_nb.models.build_model`'s `drop`)
-                  aggregator="mean", trim_fraction=0.1, krum_f=1, clip_norm=1.0,   # robust aggregation (`fedrec_nb.defences`)
-                  attack="none", attack_fraction=0.0, attack_scale=10.0, target_item=None,  # simulated attackers
-                  dp_noise_multiplier=0.0, dp_clip=1.0, dp_delta=1e-5,            # DP-FedAvg (0: off)
-                  client_dropout=0.0,           # probability that a sampled client does not answer
-                  private_refit_steps=0,        # partition 'user' + private rows: re-fit them on the device after each round's update
-                  client_optimizer="adam",      # the clients' local optimizer: 'adam' or 'sgd'
-                  objective="rating",           # 'rating' (MSE) or 'implicit' (positives against sampled negatives: HR@10/NDCG@10)
-                  num_negatives=4,              # implicit: negatives each client samples per positive per local epoch
-                  loss="bce",                   # implicit: 'bce' or 'bpr'
-                  demographic_key="occupation", # attribute of partition='demographic'
-                  dirichlet_key="rating",       # class of partition='dirichlet': 'rating' or 'genre'
-                  progress=True,                # show a tqdm bar over rounds
-                  plots=True,                   # write (and show) the plots
-                  ranking=True,                 # rank every user's unrated films at the end (`evaluate_ranking`: seconds)
-                  experiment=None,              # an already prepared `Experiment` with the same dataset/split (saves reloading)
-                 ) -> dict:
-    "Run a federated experiment end to end; returns the results written to `output_dir` plus the trained `recommender`."
+@with_parameters
+def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
+                  plots: bool = True,          # write (and show) the plots
+                  ranking: bool = True,        # rank every user's unrated films at the end (`evaluate_ranking`: seconds)
+                  experiment=None,             # an already prepared `Experiment` with the same dataset/split (saves reloading)
+                  **params) -> dict:
+    """Run a federated experiment end to end: `params` are those of `fedrec_nb.parameters.PARAMETERS` (missing ones take
+    `DEFAULTS`, as the notebook does); returns the results written to `output_dir` plus the trained `recommender`."""
     from tqdm.auto import trange
-    params = dict(dataset=dataset, data_dir=data_dir, seed=seed, test_size=test_size, split=split, output_dir=str(output_dir),
-                  model=model, partition=partition, num_clients=num_clients, alpha=alpha, rounds=rounds,
-                  local_epochs=local_epochs, batch_size=batch_size, lr=lr, strategy=strategy, mu=mu, server_lr=server_lr,
-                  client_fraction=client_fraction, private_user_embeddings=private_user_embeddings,
-                  embedding_dim=embedding_dim, device=device, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-                  resume=resume, engine=engine, demographic_key=demographic_key, dirichlet_key=dirichlet_key,
-                  drop_inputs=list(_drop_list(drop_inputs)), aggregator=aggregator, trim_fraction=trim_fraction,
-                  krum_f=krum_f, clip_norm=clip_norm, attack=attack, attack_fraction=attack_fraction,
-                  attack_scale=attack_scale, target_item=target_item, dp_noise_multiplier=dp_noise_multiplier,
-                  dp_clip=dp_clip, dp_delta=dp_delta, client_dropout=client_dropout, private_refit_steps=private_refit_steps,
-                  client_optimizer=client_optimizer, objective=objective, num_negatives=num_negatives, loss=loss)
-    check_defence_params(**params)
-    check_choice("client_optimizer", client_optimizer, ("adam", "sgd"))
-    if engine == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
+    params = resolve_params(params)
+    if params["engine"] == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
         from fedrec_nb.flower import run_flower
         return run_flower(params, plots=plots)
     fed = build_federation(params, experiment)   # checks, data, split, clients, seeded model
     params, exp, clients, owner, test_owner = fed.params, fed.experiment, fed.clients, fed.owner, fed.test_owner
+    (seed, rounds, local_epochs, strategy, num_clients, device, output_dir, checkpoint_dir, resume, engine, objective,
+     private_refit_steps) = (params[k] for k in ("seed", "rounds", "local_epochs", "strategy", "num_clients", "device", "output_dir",
+                                                "checkpoint_dir", "resume", "engine", "objective", "private_refit_steps"))
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
     dev = _as_device(device)
@@ -303,9 +277,9 @@ def run_federated(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, spli
     scale = exp.data.rating_scale
     net = fed.model.to(dev)
     global_params = {n: p.detach().clone() for n, p in net.named_parameters()}
-    strat = make_strategy(strategy, server_lr, mu)
-    private = PrivateState(net.user_params, global_params) if private_user_embeddings else None
-    cfg = LocalConfig(local_epochs, batch_size, lr, strat.mu, client_optimizer, objective, num_negatives, loss)
+    strat = make_strategy(strategy, params["server_lr"], params["mu"])
+    private = PrivateState(net.user_params, global_params) if params["private_user_embeddings"] else None
+    cfg = local_config(params)
     history, client_last, client_losses, start, resumed = [], {}, {}, 0, None
     fingerprint = data_fingerprint(params, u, i, y, tu, ti, ty)
     if resume:

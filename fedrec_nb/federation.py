@@ -15,77 +15,28 @@ import torch
 
 from .client import ClientData
 from .data import Features, encode_ratings
-from .experiment import (Experiment, ParameterError, check_choice, check_number, check_output_dir, prepare_experiment,
-                                  atomic_write)
-from .models import MODELS, IMPLICIT_MODELS, build_model
+from .experiment import Experiment, ParameterError, check_number, prepare_experiment, atomic_write
+from .models import IMPLICIT_MODELS, build_model
 from .partitions import PARTITIONS, partition as make_partition, client_of_user
-from .strategies import STRATEGIES
+from .client import LocalConfig
+from .parameters import DATA_KEYS, resolve_params
+from .strategies import make_strategy
 
 # %% auto #0
-__all__ = ['DEVICES', 'ENGINES', 'OBJECTIVES', 'DATA_KEYS', 'FEDERATION_DEFAULTS', 'check_federated_params', 'check_clients_fit',
-           'build_clients', 'sample_clients', 'Federation', 'build_federation', 'federation_model', 'federation_key',
-           'save_clients', 'load_client']
+__all__ = ['check_clients_fit', 'local_config', 'build_clients', 'sample_clients', 'Federation', 'build_federation',
+           'federation_model', 'federation_key', 'save_clients', 'load_client']
 
 # %% ../nbs/06f_federation.ipynb #d2a72b81
-DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("vectorized", "sequential", "flower")  # flower: Flower's simulation runtime (`fedrec_nb.flower`, the `flower` extra)
-OBJECTIVES = ("rating", "implicit")  # what the clients fit: the ratings (MSE), or every rating a positive against sampled negatives
-
-def _check_bool(name, v):
-    if not isinstance(v, (bool, np.bool_)): raise ParameterError(f"parameter {name}={v!r}: must be True or False")
-
-def check_federated_params(model="hybrid", partition="iid", num_clients=10, alpha=0.5, rounds=10, local_epochs=1,
-                           batch_size=256, lr=1e-3, strategy="fedavg", mu=0.0, server_lr=None, client_fraction=1.0,
-                           private_user_embeddings=False, embedding_dim=32, device="auto", checkpoint_dir=None,
-                           resume=False, engine="vectorized", output_dir="runs/federated", objective="rating", num_negatives=4,
-                           loss="bce", split="random", private_refit_steps=0, drop_inputs=(), **_):
-    "Raise `ParameterError` naming the first invalid federated parameter."
-    check_choice("model", model, list(dict.fromkeys([*MODELS, *IMPLICIT_MODELS])))
-    if objective != "implicit" and model not in MODELS:
-        raise ParameterError(f"parameter model={model!r}: a model of implicit feedback; use objective='implicit', or a model among {list(MODELS)}")
-    if getattr(IMPLICIT_MODELS.get(model), "personal_items", False) and not private_user_embeddings:
-        raise ParameterError(f"parameter private_user_embeddings=False: model={model!r} keeps each user's score function on the "
-                             "device; use private_user_embeddings=True")
-    check_choice("partition", partition, PARTITIONS)
-    check_number("num_clients", num_clients, lo=1, integer=True)
-    check_number("alpha", alpha, lo=0, lo_open=True)
-    check_number("rounds", rounds, lo=1, integer=True)
-    check_number("local_epochs", local_epochs, lo=1, integer=True)
-    check_number("batch_size", batch_size, lo=1, integer=True)
-    check_number("lr", lr, lo=0, lo_open=True)
-    check_choice("strategy", strategy, STRATEGIES)
-    check_number("mu", mu, lo=0)
-    if server_lr is not None: check_number("server_lr", server_lr, lo=0, lo_open=True)
-    check_number("client_fraction", client_fraction, lo=0, hi=1, lo_open=True)
-    _check_bool("private_user_embeddings", private_user_embeddings)
-    check_number("embedding_dim", embedding_dim, lo=1, integer=True)
-    check_choice("device", device, DEVICES)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("parameter device='cuda': no CUDA GPU is available here (use 'auto' or 'cpu')")
-    check_output_dir(output_dir)
-    if checkpoint_dir is not None: check_output_dir(checkpoint_dir, "checkpoint_dir")
-    _check_bool("resume", resume)
-    check_choice("engine", engine, ENGINES)
-    check_choice("objective", objective, OBJECTIVES)
-    check_number("num_negatives", num_negatives, lo=1, integer=True)
-    check_choice("loss", loss, ("bce", "bpr"))
-    if objective == "implicit":
-        if split != "leave_one_out":
-            raise ParameterError(f"parameter split={split!r}: objective='implicit' is evaluated by HR@10/NDCG@10 of each user's "
-                                 "latest interaction: use split='leave_one_out'")
-        if model not in IMPLICIT_MODELS:
-            raise ParameterError(f"parameter model={model!r}: objective='implicit' needs a model scoring a logit, one of {list(IMPLICIT_MODELS)}")
-        if private_refit_steps:
-            raise ParameterError(f"parameter private_refit_steps={private_refit_steps}: re-fits private rows to the ratings (MSE); "
-                                 "use 0 with objective='implicit'")
-        if drop_inputs:
-            raise ParameterError(f"parameter drop_inputs={drop_inputs!r}: the implicit models read no side features; use ''")
-
 def check_clients_fit(num_clients: int, train: pd.DataFrame):
     "Raise `ParameterError` when there are more clients than users with training ratings."
     n = train["user_id"].nunique()
     if num_clients > n:
         raise ParameterError(f"parameter num_clients={num_clients}: above the number of users with training ratings ({n:,})")
+
+def local_config(p: dict) -> LocalConfig:
+    "How each client of the run `p` (resolved parameters) trains: the one place `LocalConfig` is built from parameters."
+    return LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], make_strategy(p["strategy"], p["server_lr"], p["mu"]).mu,
+                       p["client_optimizer"], p["objective"], p["num_negatives"], p["loss"])
 
 # %% ../nbs/06f_federation.ipynb #4efcc660
 def build_clients(u, i, y,          # training rows: user index, item index, rating tensors
@@ -111,9 +62,6 @@ def sample_clients(num_clients: int, fraction: float, seed: int, round_idx: int)
     return np.sort(np.random.default_rng([int(seed), int(round_idx), 7]).choice(num_clients, m, replace=False))
 
 # %% ../nbs/06f_federation.ipynb #027d83f9
-DATA_KEYS = ("dataset", "data_dir", "seed", "test_size", "split", "partition", "num_clients", "alpha", "demographic_key",
-             "dirichlet_key")  # the parameters that decide the clients' data
-
 @dataclass
 class Federation:
     "What a federated run sets up before its first round."
@@ -133,14 +81,9 @@ class Federation:
         return (f"Federation({self.params['dataset']}, {self.params['partition']}: {len(self.clients):,} clients, "
                 f"{type(self.model).__name__}, {len(self.train[2]):,} train / {len(self.test[2]):,} test rows)")
 
-FEDERATION_DEFAULTS = dict(dataset="ml-100k", data_dir=None, seed=42, test_size=0.1, split="random", output_dir="runs/federated",
-                           model="hybrid", partition="iid", num_clients=10, alpha=0.5, embedding_dim=32,
-                           demographic_key="occupation", dirichlet_key="rating", objective="rating", num_negatives=4, loss="bce")
-
 def build_federation(params: dict, experiment: Experiment | None = None) -> Federation:
     "Check `params`, load and split the data (or use `experiment`), partition it into clients and seed the model."
-    p = dict(FEDERATION_DEFAULTS, **params)
-    check_federated_params(**p)
+    p = resolve_params(params)
     exp = experiment if experiment is not None else prepare_experiment(p["dataset"], p["data_dir"], p["seed"], p["test_size"],
                                                                        p["split"], p["output_dir"])
     if experiment is not None:   # record the data and split actually used: the experiment's
@@ -160,21 +103,15 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     return Federation(p, exp, exp.features, (u, i, y), (tu, ti, ty), clients, owner, test_owner, net, init,
                       tuple(exp.data.rating_scale))
 
-def _drop_list(drop) -> tuple:
-    "`drop_inputs` as a tuple of group names: a comma-separated string (papermill's `-p drop_inputs genres,age`) or a sequence."
-    if drop is None: return ()
-    if isinstance(drop, str): return tuple(s.strip() for s in drop.split(",") if s.strip())
-    return tuple(drop)
-
 def federation_model(p: dict, features, rating_scale) -> torch.nn.Module:
     "The network of a run's parameters `p` (the caller seeds torch): a logit model of `IMPLICIT_MODELS` under objective='implicit'."
     if p.get("objective", "rating") == "implicit":   # `mf` is `LogitMF`: the same parameters, the output the logit
         return IMPLICIT_MODELS[p["model"]](features, embedding_dim=p["embedding_dim"], rating_scale=rating_scale)
-    return build_model(p["model"], features, p["embedding_dim"], rating_scale, drop=_drop_list(p.get("drop_inputs")))
+    return build_model(p["model"], features, p["embedding_dim"], rating_scale, drop=p["drop_inputs"])
 
 def federation_key(params: dict) -> str:
     "A hash of the parameters that decide the clients' data (`DATA_KEYS`): the name of their cache folder."
-    p = dict(FEDERATION_DEFAULTS, **params)
+    p = resolve_params(params)
     return hashlib.sha256(json.dumps({k: p.get(k) for k in DATA_KEYS}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 _FIELDS = ("users", "items", "ratings", "test_users", "test_items", "test_ratings")
@@ -188,7 +125,7 @@ def save_clients(fed: Federation, folder) -> Path:
 
 def load_client(params: dict, cid: int, folder, experiment: Experiment | None = None) -> ClientData:
     "Client `cid`'s data from the cache under `folder`, building and saving the federation first if it is not there."
-    p = dict(FEDERATION_DEFAULTS, **params)
+    p = resolve_params(params)
     check_number("cid", cid, lo=0, hi=p["num_clients"] - 1, integer=True)
     f = Path(folder) / federation_key(p) / f"client_{cid}.pt"
     if not f.exists(): save_clients(build_federation(p, experiment), folder)

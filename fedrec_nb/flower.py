@@ -16,13 +16,13 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['FLOWER_ONLY', 'client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
-           'federated_defaults', 'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors',
-           'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_topn',
-           'topn_sums', 'topn_metrics_from_sums', 'node_topn_sums', 'node_step', 'handle_message', 'make_client_app',
-           'wait_for_nodes', 'serve', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log',
-           'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app',
-           'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+__all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
+           'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
+           'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'topn_sums', 'topn_metrics_from_sums',
+           'node_topn_sums', 'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve',
+           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
+           'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
+           'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -33,10 +33,11 @@ import pandas as pd
 from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, PrivateState, SparseRows, _as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
-from .defences import Defences, check_defence_params, round_participants
+from .defences import Defences, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
-from .federation import (Federation, build_federation, check_federated_params, federation_key, federation_model,
-                                  load_client, sample_clients, save_clients, _drop_list)
+from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,
+                                  sample_clients, save_clients)
+from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
 from .federated import (FederatedRecommender, _defences, _weighted_mean, add_sums, client_spread,
                                  eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn, topn_suffixes)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
@@ -45,23 +46,9 @@ from .robust import unstack
 from .strategies import make_strategy
 
 # %% ../nbs/06g_flower.ipynb #d827d95c
-FLOWER_ONLY = dict(round_timeout=600.0, node_timeout=120.0,   # seconds; settings only a Flower run has
-                   secure_aggregation=False,          # SecAgg+ (the app in flower_app/secagg, or `run_flower`)
-                   secagg_clipping_range=8.0,         # SecAgg+: each update value must lie in [-range, range]
-                   secagg_quantization_range=4194304, # SecAgg+: integers a value is quantized to (2**22)
-                   secagg_num_shares=1.0,             # SecAgg+: key shares per client (up to 1: a share of the sampled nodes; above: a count)
-                   secagg_reconstruction_threshold=0.5)  # SecAgg+: shares that rebuild a key (up to 1: a share of num_shares; above: a count)
-
-def federated_defaults() -> dict:
-    "The defaults of `run_federated`'s experiment parameters (the notebook's parameters cell and the partition keys), plus the Flower-only ones."
-    from fedrec_nb.federated import FEDERATED_PARAMETERS, run_federated
-    sig = inspect.signature(run_federated).parameters
-    names = [*FEDERATED_PARAMETERS, "demographic_key", "dirichlet_key"]
-    return {**{k: sig[k].default for k in names if k in sig}, **FLOWER_ONLY}
-
 def params_from_run_config(run_config: dict) -> dict:
     "Experiment parameters from a Flower run config: defaults for missing keys, '' for None, ints widened where a float is expected."
-    d = federated_defaults()
+    d = DEFAULTS
     unknown = sorted(set(run_config) - set(d))
     if unknown: raise ParameterError(f"run config keys {unknown} are not parameters; known: {sorted(d)}")
     out = dict(d)
@@ -70,11 +57,12 @@ def params_from_run_config(run_config: dict) -> dict:
         elif isinstance(d.get(k), float) and isinstance(v, int) and not isinstance(v, bool): v = float(v)
         out[k] = v
     out["engine"] = "flower"
-    return out
+    return parse_params(out)
 
 def run_config_from_params(params: dict) -> dict:
     "The run config (TOML-safe values) that `params_from_run_config` turns back into `params`."
-    return {k: ("" if v is None else v) for k, v in params.items() if k != "engine"}
+    toml = lambda v: "" if v is None else ",".join(v) if isinstance(v, (list, tuple)) else v   # drop_inputs: "genres,age"
+    return {k: toml(v) for k, v in params.items() if k != "engine"}
 
 # %% ../nbs/06g_flower.ipynb #f8c53a44
 def _np(t: torch.Tensor) -> np.ndarray: return np.ascontiguousarray(t.detach().cpu().numpy())
@@ -108,9 +96,6 @@ def record_update(record: ArrayRecord, like: dict | None = None) -> dict:
 # %% ../nbs/06g_flower.ipynb #bc028bc1
 _NODE_CACHE: dict = {}   # per process: (data settings, partition) -> NodeData
 
-def _data_key(params: dict) -> str:
-    keys = "dataset data_dir seed test_size split model partition num_clients alpha embedding_dim demographic_key dirichlet_key".split()
-    return json.dumps({k: params.get(k) for k in keys}, sort_keys=True, default=str)
 
 # %% ../nbs/06g_flower.ipynb #13d2a435
 @dataclass
@@ -129,7 +114,7 @@ def node_folder() -> Path: return cache_dir() / "federations"
 
 def _meta_name(params: dict) -> str:
     "The node meta file's name: the model, its width, the input groups it leaves out (`drop_inputs`) and the objective."
-    drop = sorted(_drop_list(params.get("drop_inputs")))
+    drop = sorted(params["drop_inputs"])
     implicit = "_implicit" if params.get("objective", "rating") == "implicit" else ""
     return f"meta_{params['model']}_{params['embedding_dim']}{'_no-' + '-'.join(drop) if drop else ''}{implicit}.pt"
 
@@ -247,12 +232,9 @@ def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: in
         sums = eval_sums(node.model, node.features, c.test_users.to(node.device), c.test_items.to(node.device), c.test_ratings,
                          node.rating_scale)
     if train:
-        p = node.params
-        cfg = LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], p["mu"] if p["strategy"] == "fedprox" else 0.0,
-                          p.get("client_optimizer", "adam"), p.get("objective", "rating"), p.get("num_negatives", 4),
-                          p.get("loss", "bce"))
+        cfg = local_config(node.params)
         full = _full_params(node, shared, None)   # train_client reads the private rows from `private_rows`
-        res = train_client(node.model, full, node.client, private_rows, cfg, p["seed"], round_idx, node.features, node.device)
+        res = train_client(node.model, full, node.client, private_rows, cfg, node.params["seed"], round_idx, node.features, node.device)
     return sums, res
 
 def _initial_private(node: Node) -> dict | None:
@@ -489,7 +471,7 @@ _SERVED: dict = {}   # output_dir -> (Federation, final global parameters) of a 
 def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False, plots: bool = False) -> dict:
     "Run the experiment `params` through Flower's simulation runtime (Ray backend, one SuperNode per client); the results, and the served `recommender` (None with private rows)."
     from flwr.simulation import run_simulation
-    p = {**federated_defaults(), **params, "engine": "flower"}
+    p = resolve_params(params, engine="flower")
     check_flower_params(p)
     out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
     res_file = out / "results.json"
@@ -515,8 +497,7 @@ def _recommender(fed: Federation, glob: dict):
 
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
-    check_federated_params(**dict(p, engine="sequential"))
-    check_defence_params(**p)
+    check_params(p)
     if p.get("resume"): raise ParameterError("parameter resume=True: a Flower run keeps no checkpoints (use engine 'sequential' or 'vectorized')")
     check_number("round_timeout", p["round_timeout"], lo=0, lo_open=True)
     check_number("node_timeout", p["node_timeout"], lo=0, lo_open=True)

@@ -14,13 +14,13 @@ import torch
 from .experiment import ParameterError, atomic_write, save_results
 
 # %% auto #0
-__all__ = ['RESUMABLE', 'data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint',
-           'check_resume', 'write_run_results']
+__all__ = ['data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume',
+           'write_run_results']
 
 # %% ../nbs/06g_records.ipynb #1b2670ec
 import hashlib, pickle
 
-RESUMABLE = ("rounds", "resume", "output_dir", "checkpoint_dir", "engine", "device", "data_dir")  # may change on resume
+from .parameters import RESUMABLE   # what may change when a run resumes
 
 def data_fingerprint(params: dict, *tensors) -> dict:
     "What a checkpoint's training data and split were: dataset, split settings, row counts and a sha256 of the encoded rows."

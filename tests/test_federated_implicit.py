@@ -7,7 +7,7 @@ from fedrec_nb.client import (NEGATIVES_STREAM, ClientData, LocalConfig, Private
                               client_negatives, train_client)
 from fedrec_nb.data import encode_features, encode_ratings, split_ratings, synthetic_movielens
 from fedrec_nb.experiment import Experiment, ParameterError
-from fedrec_nb.federation import check_federated_params
+from fedrec_nb.parameters import resolve_params
 from fedrec_nb.federated import local_train_sequential, personal_scorer
 from fedrec_nb.implicit import is_rated, interaction_keys
 from fedrec_nb.models import LogitMF, NeuMF, PFedRec
@@ -78,9 +78,9 @@ def test_train_client_implicit(small, M):
 ])
 def test_check_federated_params_implicit(bad, name):
     p = {**dict(model="mf", split="leave_one_out"), **bad}
-    with pytest.raises(ParameterError, match=name): check_federated_params(**p)
-    check_federated_params(model="ncf", split="leave_one_out", objective="implicit", loss="bpr")   # a valid one passes
-    check_federated_params(model="pfedrec", split="leave_one_out", objective="implicit", private_user_embeddings=True)
+    with pytest.raises(ParameterError, match=name): resolve_params(p)
+    resolve_params(model="ncf", split="leave_one_out", objective="implicit", loss="bpr")   # a valid one passes
+    resolve_params(model="pfedrec", split="leave_one_out", objective="implicit", private_user_embeddings=True)
 
 
 def _one_user_clients(small, n=12):
