@@ -18,8 +18,8 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 
 # %% auto #0
 __all__ = ['NEGATIVES_STREAM', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult',
-           'update_nbytes', 'transfer_nbytes', 'update_problem', 'RoundUpdate', 'ClientUpdates', 'update_layout',
-           'flatten_update', 'predict_rows', 'client_negatives', 'train_client']
+           'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates', 'RoundUpdate',
+           'ClientUpdates', 'update_layout', 'flatten_update', 'predict_rows', 'client_negatives', 'train_client']
 
 # %% ../nbs/06d_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -150,6 +150,11 @@ def transfer_nbytes(model: torch.nn.Module,  # the network (its `user_params` / 
         else: n += rows * (t[0].numel() * t.element_size() + 8)
     return n
 
+def clients_nbytes(model: torch.nn.Module, shared_params: dict, clients: list, private_names=()) -> list:
+    "`transfer_nbytes` of each client (its distinct users and items; 0 for a client without training rows): what a round moves."
+    return [transfer_nbytes(model, shared_params, int(torch.unique(c.users).numel()), int(torch.unique(c.items).numel()), private_names)
+            if c.n_train else 0 for c in clients]
+
 def update_problem(update: dict,          # name -> Tensor | SparseRows, as a client sent it
                    global_params: dict,   # name -> the global tensor (the shapes the server expects)
                    private_rows: dict | None = None,  # the client's new private rows (checked for finiteness too)
@@ -174,6 +179,19 @@ def update_problem(update: dict,          # name -> Tensor | SparseRows, as a cl
         bad = int((~torch.isfinite(t)).sum())
         if bad: problems.append(f"private {n}: {bad:,} non-finite values")
     return "; ".join(problems) or None
+
+def accept_updates(results: list,        # `ClientResult`s as they arrived
+                   global_params: dict,  # the global model the clients started from
+                  ) -> tuple[list, list]:
+    """The one acceptance rule of every runtime: `(accepted, rejected)`, each result in client order kept when it trained and
+    `update_problem` finds nothing wrong with it, else `dict(cid, reason)` in `rejected`. Clients that trained no row send nothing."""
+    accepted, rejected = [], []
+    for r in sorted(results, key=lambda r: r.cid):
+        if r.n_train == 0 or not r.update: continue
+        why = update_problem(r.update, global_params, r.private_rows)
+        if why is None: accepted.append(r)
+        else: rejected.append(dict(cid=r.cid, reason=why))
+    return accepted, rejected
 
 @dataclass
 class RoundUpdate:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .data import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
-                              update_nbytes, transfer_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device,
+                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device,
                               ClientUpdates, update_layout, flatten_update)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
@@ -30,7 +30,7 @@ from .baselines import Recommender
 from .defences import Defences
 from .implicit import implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
-                               check_resume, write_run_results, _rng_states, _set_rng_states)
+                               check_resume, write_run_results, round_record, _rng_states, _set_rng_states)
 
 # %% auto #0
 __all__ = ['REFIT_LR', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'eval_sums',
@@ -117,25 +117,25 @@ def evaluate_global(net, features, tu, ti, ty, test_owner, num_clients, rating_s
 @torch.no_grad()
 def eval_sums(net, features, users, items, ratings, rating_scale) -> dict:
     "Sums that add up over clients: count, absolute and squared error of clipped predictions, absolute percentage error, sum and sum of squares of the ratings."
-    pred = predict_rows(net, features, users, items).double().cpu().clamp(*rating_scale)
+    raw = predict_rows(net, features, users, items).double().cpu()
     y = torch.as_tensor(ratings).double().cpu()
-    e = pred - y
-    return dict(count=int(len(y)), abs_err=float(e.abs().sum()), sq_err=float((e * e).sum()),
+    e = raw.clamp(*rating_scale) - y
+    return dict(count=int(len(y)), abs_err=float(e.abs().sum()), sq_err=float((e * e).sum()), abs_err_unclipped=float((raw - y).abs().sum()),
                 ape=float((e.abs() / y.abs().clamp_min(torch.finfo(torch.float64).eps)).sum()),
                 sum_y=float(y.sum()), sum_y2=float((y * y).sum()))
 
 def add_sums(parts) -> dict:
     "Add `eval_sums` dicts (one per client) into one."
     parts = list(parts)
-    return {k: sum(p[k] for p in parts) for k in ("count", "abs_err", "sq_err", "ape", "sum_y", "sum_y2")}
+    return {k: sum(p[k] for p in parts) for k in ("count", "abs_err", "sq_err", "abs_err_unclipped", "ape", "sum_y", "sum_y2")}
 
 def metrics_from_sums(s: dict) -> dict:
     "MAE, RMSE, MSE, MAPE and R2 (the `test_` figures of `evaluate_global`) from `eval_sums`, or the sum of several clients' sums."
     n = s["count"]
-    if n == 0: return {f"test_{k}": float("nan") for k in ("mae", "rmse", "mse", "mape", "r2")}
+    if n == 0: return {f"test_{k}": float("nan") for k in ("mae", "rmse", "mse", "mape", "r2", "mae_unclipped")}
     mse, var = s["sq_err"] / n, s["sum_y2"] / n - (s["sum_y"] / n) ** 2
     return dict(test_mae=s["abs_err"] / n, test_rmse=math.sqrt(mse), test_mse=mse, test_mape=s["ape"] / n,
-                test_r2=1 - mse / var if var > 0 else float("nan"))
+                test_r2=1 - mse / var if var > 0 else float("nan"), test_mae_unclipped=s["abs_err_unclipped"] / n)
 
 # %% ../nbs/06_federated.ipynb #e04d0d16
 def _train_epochs(net, opt, features, u, i, y, epochs, batch_size, g, anchor=None, mu=0.0) -> list:
@@ -213,12 +213,6 @@ def _no_update(global_params, private, device) -> RoundUpdate:
     P = sum(math.prod(s) for s in layout.values())
     return RoundUpdate({n: torch.zeros_like(t) for n, t in global_params.items() if n not in names}, [], [], 0.0,
                        ClientUpdates([], [], torch.zeros(0, P, device=device), torch.zeros(0, P, dtype=torch.bool, device=device), layout))
-
-def _weighted_mean(stats, key):
-    "Mean of `key` over the clients with figures (rejected and empty ones have none), weighted by their training rows."
-    n = np.array([s["n_train"] for s in stats], float); v = np.array([s[key] for s in stats], float)
-    ok = np.isfinite(v) & (n > 0)
-    return float((n[ok] * v[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
 
 def personal_scorer(net, private: PrivateState | None, owner: np.ndarray, device=None):
     """`score_fn` of `net` (loaded with the serving parameters) in which each user's client scores with its own fine-tuned item
@@ -304,9 +298,8 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     if guard.target is not None:   # who rated what in training: the exposure ratio counts the others
         rated = torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool, device=dev)
         rated[u.to(dev), i.to(dev)] = True
-    touched = [(int(torch.unique(c.users).numel()), int(torch.unique(c.items).numel())) for c in clients]
-    moved = [transfer_nbytes(net, global_params, nu, ni, private.names if private is not None else ()) if c.n_train else 0
-             for c, (nu, ni) in zip(clients, touched)]   # bytes each client receives and sends back per round (sparse rows)
+    moved = clients_nbytes(net, global_params, clients, private.names if private is not None else ())   # per round (sparse rows)
+    evaluated = int(sum(c.n_test > 0 for c in clients))   # clients holding held-out rows (on Flower: the nodes that send sums)
     tu_d, ti_d = tu.to(dev), ti.to(dev)
     topn = implicit_data(exp.train, exp.test, exp.features).to(dev) if objective == "implicit" else None  # 99 shared negatives (seed 0)
     u_d, i_d, y_d = (u.to(dev), i.to(dev), y.to(dev)) if private_refit_steps else (None, None, None)
@@ -351,14 +344,10 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
         for s in upd.client_stats:
             client_last[s["cid"]] = dict(s, round=r + 1)
             client_losses.setdefault(s["cid"], []).append([r + 1, s["train_loss"]])
-        samples = sum(c.n_train for c in sampled) * local_epochs
-        history.append(dict(round=r + 1, **m, train_loss=_weighted_mean(upd.client_stats, "train_loss"),
-                            local_mae=_weighted_mean(upd.client_stats, "local_mae"), **client_spread(c_mae),
-                            clients=len(sampled), bytes_down=sum(moved[k] for k in chosen), bytes_up=sum(moved[k] for k in chosen),
-                            sampled=len(drawn), dropped=len(drawn) - len(chosen), **extra,
-                            rejected=len(upd.rejected), rejected_updates=upd.rejected, skipped=skipped,
-                            samples=samples, train_seconds=t_train,
-                            samples_per_s=samples / max(t_train, 1e-9), seconds=time.perf_counter() - t0))
+        nbytes = sum(moved[k] for k in chosen)
+        rec = round_record(r, upd.client_stats, len(drawn), len(chosen), upd.rejected, skipped, local_epochs, t_train, nbytes, nbytes,
+                           **extra)
+        history.append(dict(rec, **m, **client_spread(c_mae), clients_evaluated=evaluated, seconds=time.perf_counter() - t0))
         save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, fingerprint=fingerprint,
                                               global_params={n: t.cpu() for n, t in global_params.items()},
                                               strategy=strat.state_dict(), private=None if private is None else private.state_dict(),

@@ -19,8 +19,8 @@ from flwr.serverapp import Grid, ServerApp
 __all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
            'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
            'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'topn_sums', 'topn_metrics_from_sums',
-           'node_topn_sums', 'node_step', 'handle_message', 'make_client_app', 'wait_for_nodes', 'serve',
-           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
+           'node_topn_sums', 'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes',
+           'serve', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
            'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
            'serve_secagg', 'make_secagg_server_app']
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import (ClientData, ClientResult, ClientUpdates, LocalConfig, PrivateState, SparseRows, _as_device, flatten_update,
+from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, _as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
 from .defences import Defences, round_participants
@@ -38,10 +38,10 @@ from .experiment import ParameterError, atomic_write, check_number, load_results
 from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,
                                   sample_clients, save_clients)
 from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
-from .federated import (FederatedRecommender, _defences, _weighted_mean, add_sums, client_spread,
+from .federated import (FederatedRecommender, _defences, add_sums, client_spread,
                                  eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn, topn_suffixes)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
-from .records import write_run_results
+from .records import round_record, weighted_mean, write_run_results
 from .robust import unstack
 from .strategies import make_strategy
 
@@ -242,8 +242,17 @@ def _initial_private(node: Node) -> dict | None:
     u = torch.unique(node.client.users).to(node.device)
     return {n: node.initial_params[n][u].clone() for n in node.private_names}
 
+def settle_private(state, pid: int, accepted) -> None:
+    """Commit this node's rows from its last training (`pending`) when the server accepted its update (`accepted`: the
+    clients whose updates the last round kept), drop them otherwise: as the built-in engines keep a rejected client's old rows."""
+    for kept, pending in (("private", "pending_private"), ("private_items", "pending_private_items")):
+        if pending not in state: continue
+        if pid in accepted: state[kept] = state[pending]
+        del state[pending]
+
 def handle_message(msg: Message, context: Context, params: dict | None = None) -> Message:
-    "The ClientApp's work for one message: evaluate and/or train, keep the private rows in `context.state`, reply."
+    """The ClientApp's work for one message: settle its last rows, evaluate and/or train, check its own result with the
+    servers' rule (`update_problem`, its private rows included: the server never sees them) and reply."""
     p = params if params is not None else params_from_run_config(dict(context.run_config))
     pid, parts = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
     if parts != p["num_clients"]:
@@ -251,6 +260,7 @@ def handle_message(msg: Message, context: Context, params: dict | None = None) -
                              "start one SuperNode per client")
     node = load_node(p, pid, device=p["device"])
     cfg = msg.content["config"]
+    settle_private(context.state, pid, [int(x) for x in cfg["accepted"]])
     shared = record_tensors(msg.content["global"], node.initial_params)
     private = record_tensors(context.state["private"]) if "private" in context.state else _initial_private(node)
     items = record_update(context.state["private_items"]) if "private_items" in context.state else None
@@ -259,8 +269,12 @@ def handle_message(msg: Message, context: Context, params: dict | None = None) -
     reply = RecordDict({"node": MetricRecord({"cid": pid})})
     if sums is not None: reply["eval"] = MetricRecord({k: float(v) for k, v in sums.items()})
     if res is not None:
-        if res.private_rows is not None: context.state["private"] = arrays_record(res.private_rows)
-        if res.private_items is not None: context.state["private_items"] = update_record(res.private_items)   # never sent
+        why = update_problem(res.update, shared, res.private_rows)
+        if why is not None:   # the server leaves it out, as the built-in engines do; the rows are not kept
+            reply["rejected"] = ConfigRecord({"reason": why})
+            return Message(reply, reply_to=msg)
+        if res.private_rows is not None: context.state["pending_private"] = arrays_record(res.private_rows)
+        if res.private_items is not None: context.state["pending_private_items"] = update_record(res.private_items)   # never sent
         reply["update"] = update_record(res.update)
         reply["train"] = MetricRecord({"n_train": int(res.n_train), **{k: float(v) for k, v in res.stats.items()}})
     return Message(reply, reply_to=msg)
@@ -284,8 +298,10 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> list:
         time.sleep(0.2)
     return nodes[:n]
 
-def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float, final=False):
-    cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate), "final": bool(final)})
+def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float, final=False,
+              accepted=()):   # the clients whose updates the last round kept: they commit their new private rows
+    cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate), "final": bool(final),
+                        "accepted": [int(x) for x in accepted]})
     msgs = [Message(RecordDict({"global": shared_rec, "config": cfg}), dst_node_id=n, message_type="train",
                     group_id=str(round_idx)) for n in nodes]
     got = list(grid.send_and_receive(msgs, timeout=timeout))
@@ -296,15 +312,17 @@ def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list,
     return replies, errors, len(msgs) * shared_rec.count_bytes()
 
 def _parse(replies, like: dict) -> tuple:
-    "Per-client eval sums and `ClientResult`s of the replies (in partition order)."
-    sums, results = {}, []
+    "Per-client eval sums, `ClientResult`s and the updates the nodes themselves refused (`dict(cid, reason)`), in partition order."
+    sums, results, refused = {}, [], []
     for m in replies:
         cid = int(m.content["node"]["cid"])
         if "eval" in m.content: sums[cid] = dict(m.content["eval"])
+        if "rejected" in m.content: refused.append(dict(cid=cid, reason=str(m.content["rejected"]["reason"])))
         if "update" in m.content:
             t = dict(m.content["train"])
             results.append(ClientResult(cid, int(t.pop("n_train")), record_update(m.content["update"], like), t, None))
-    return sums, results
+    return sums, results, refused
+
 
 # %% ../nbs/06g_flower.ipynb #c1bda3c9
 def _client_errors(sums: dict, n: int) -> tuple:
@@ -327,7 +345,8 @@ def _implicit_metrics(fed: Federation, glob: dict, topn) -> dict:
     t = time.perf_counter()
     load_params(fed.model, glob)
     m = _topn(fed.model, topn)
-    return dict(**m, **client_spread(np.full(fed.params["num_clients"], np.nan)), eval_seconds=time.perf_counter() - t)
+    return dict(**m, **client_spread(np.full(fed.params["num_clients"], np.nan)), clients_evaluated=int(sum(c.n_test > 0 for c in fed.clients)),
+                eval_seconds=time.perf_counter() - t)
 
 def _node_topn_metrics(fed: Federation, glob: dict, topn: ImplicitData, sums: dict, suffixes) -> dict:
     """Objective 'implicit' with private rows: the figures of the nodes' `topn_sums`, with the server's own for the held-out
@@ -338,13 +357,15 @@ def _node_topn_metrics(fed: Federation, glob: dict, topn: ImplicitData, sums: di
     orphan = topn_sums(model_scorer(fed.model), _topn_rows(topn, fed.test_owner < 0), suffixes, model_scorer(fed.model))
     nodes = max((s.get("topn_seconds", 0.0) for s in sums.values()), default=0.0)
     return dict(**topn_metrics_from_sums([*sums.values(), orphan], suffixes),
-                **client_spread(np.full(fed.params["num_clients"], np.nan)), eval_seconds=nodes + time.perf_counter() - t)
+                **client_spread(np.full(fed.params["num_clients"], np.nan)), clients_evaluated=len(sums),
+                eval_seconds=nodes + time.perf_counter() - t)
 
-def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict) -> dict:
+def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict,
+            client_losses: dict | None = None) -> dict:
     "Write results.json (as `run_federated`'s), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
     out, N = Path(p["output_dir"]), fed.params["num_clients"]
     c_mae, c_rmse = _client_errors(sums, N)
-    clients = [dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, last_round=client_last.get(c.cid, {}).get("round", 0),
+    clients = [dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, n_users=int(torch.unique(c.users).numel()), last_round=client_last.get(c.cid, {}).get("round", 0),
                     train_loss=client_last.get(c.cid, {}).get("train_loss", float("nan")),
                     local_mae=client_last.get(c.cid, {}).get("local_mae", float("nan")),
                     local_rmse=client_last.get(c.cid, {}).get("local_rmse", float("nan")),
@@ -353,7 +374,8 @@ def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: di
     final.update(rounds=len(history), engine="flower", device=str(_as_device(p["device"])), clients_evaluated=len(sums),
                  train_seconds=float(sum(h["train_seconds"] for h in history)), **extra_final)
     results = dict(params=p, rounds=history, clients=clients, final=final,
-                   client_losses={str(k): [[v["round"], v["train_loss"]]] for k, v in sorted(client_last.items())})
+                   client_losses={str(k): v for k, v in sorted((client_losses if client_losses is not None else
+                                  {k: [[v["round"], v["train_loss"]]] for k, v in client_last.items()}).items())})
     private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
     atomic_write(out / "global_params.pt", lambda t: torch.save({n: v.cpu() for n, v in glob.items() if n not in private}, t))
     write_run_results(out, results, history, clients)
@@ -376,18 +398,19 @@ def serve(grid: Grid, params: dict) -> dict:
     if guard.target is not None:
         (u, i, _), rated = fed.train, torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool)
         rated[u, i] = True
+    moved = clients_nbytes(net, glob, fed.clients, tuple(private))   # what each client's round moves (sparse rows), as the engines count it
     nodes = wait_for_nodes(grid, N, p["node_timeout"])
     implicit = p["objective"] == "implicit"   # shared rows: the server ranks each user's held-out item itself
     on_nodes = not implicit or bool(private)  # ratings, or private rows: the nodes evaluate (the next message) and send sums
     topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if implicit else None   # 99 shared negatives
-    history, client_last, topn_final = [], {}, {}
+    history, client_last, client_losses, topn_final, accepted = [], {}, {}, {}, []
     for r in range(p["rounds"] + (1 if on_nodes else 0)):
         t0 = time.perf_counter()
         drawn, chosen, fakes = guard.participants(r) if r < p["rounds"] else (np.zeros(0, np.int64),) * 2 + (0,)
         shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
         replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0 and on_nodes, p["round_timeout"],
-                                          final=r == p["rounds"])
-        sums, results = _parse(replies, glob)
+                                          final=r == p["rounds"], accepted=accepted)
+        sums, results, refused = _parse(replies, glob)
         if r > 0 and not implicit: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
         elif r > 0 and on_nodes:   # implicit, private rows: the nodes ranked their own users with the previous round's model
             m = _node_topn_metrics(fed, glob, topn, sums, topn_suffixes(net, r == p["rounds"]))
@@ -401,21 +424,20 @@ def serve(grid: Grid, params: dict) -> dict:
         else:
             glob = strat.aggregate(glob, results)
             rejected, skipped = strat.last_round["rejected"], strat.last_round["skipped"]
+        rejected = sorted(refused + rejected, key=lambda x: x["cid"])   # a node's own refusal counts as the server's
+        accepted = [res.cid for res in results if res.cid not in {x["cid"] for x in rejected}]
         if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
         if rated is not None: load_params(net, glob); extra["er@10"] = guard.exposure(net, fed.features, rated)
         extra.pop("note", None)
         if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
-        for res in results: client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
-        samples = sum(res.n_train for res in results) * p["local_epochs"]
+        for res in results:
+            client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
+            client_losses.setdefault(res.cid, []).append([r + 1, res.stats["train_loss"]])
         t_train = time.perf_counter() - t0
-        history.append(dict(round=r + 1, train_loss=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "train_loss"),
-                            local_mae=_weighted_mean([dict(s.stats, n_train=s.n_train) for s in results], "local_mae"),
-                            clients=len(chosen), clients_answered=len(results), node_errors=errors, bytes_down=down,
-                            bytes_up=sum(update_nbytes(res.update) for res in results),
-                            sampled=len(drawn), dropped=len(drawn) - len(chosen), **extra,
-                            rejected=len(rejected), rejected_updates=rejected, skipped=skipped,
-                            samples=samples, train_seconds=t_train, samples_per_s=samples / max(t_train, 1e-9),
-                            seconds=t_train))   # the round's exchange: its training and the previous model's evaluation
+        stats = [dict(res.stats, cid=res.cid, n_train=res.n_train) for res in results] + [dict(cid=x["cid"], n_train=0) for x in refused]
+        nbytes = sum(moved[k] for k in chosen)
+        history.append(round_record(r, stats, len(drawn), len(chosen), rejected, skipped, p["local_epochs"], t_train, nbytes, nbytes,
+                                    errors, **extra, bytes_sent=down))   # seconds: the exchange, its training and the last evaluation
         if implicit and not on_nodes:   # this round's model, ranked on the server as `run_federated` does
             history[-1].update(_implicit_metrics(fed, glob, topn)); history[-1]["seconds"] += history[-1]["eval_seconds"]
     final = _defence_final(p, fed, guard, rated, glob)
@@ -423,7 +445,7 @@ def serve(grid: Grid, params: dict) -> dict:
     elif implicit:   # and at the end under `full` as well (every item the user did not rate in training)
         load_params(net, glob)
         final = {**{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}, **final}
-    return _finish(p, fed, glob, history, client_last, sums, final)
+    return _finish(p, fed, glob, history, client_last, sums, final, client_losses)
 
 def make_server_app(params: dict | None = None) -> ServerApp:
     "A `ServerApp` running `serve`; `params` None: read them from the run config (a deployment)."
@@ -447,12 +469,7 @@ def _client_updates(results: list, layout: dict, device) -> ClientUpdates:
 
 def _defended_round(guard: Defences, strat, glob: dict, results: list, private: set, round_idx: int, fakes: int):
     "Check each update, combine the accepted ones with `Defences.combine`, apply the strategy's step: `(new glob, rejected, skipped, record)`."
-    accepted, rejected = [], []
-    for res in sorted(results, key=lambda x: x.cid):
-        if res.n_train == 0 or not res.update: continue          # nothing trained, nothing sent
-        why = update_problem(res.update, glob)
-        if why is None: accepted.append(res)
-        else: rejected.append(dict(cid=res.cid, reason=why))
+    accepted, rejected = accept_updates(results, glob)
     ups = _client_updates(accepted, update_layout(glob, private), next(iter(glob.values())).device)
     delta, extra = guard.combine(ups, glob, strat, round_idx, fakes)
     new = {n: t.clone() for n, t in glob.items()}
@@ -702,6 +719,7 @@ class SecAggFedStrategy(Strategy):
         self.history, self.client_last, self.sums, self.t0 = [], {}, {}, time.perf_counter()
         self.step = 2 * float(p["secagg_clipping_range"]) / int(p["secagg_quantization_range"])   # one quantization step
         self.max_weight = float(max(c.n_train for c in fed.clients)) if self.strat.weighted else 1.0  # every weight <= it: no overflow
+        self.moved = clients_nbytes(fed.model, self.glob, fed.clients, tuple(private))
 
     def _parameters(self): return ndarrays_to_parameters([_np(self.glob[n].reshape(-1)) for n in self.layout])
     def initialize_parameters(self, client_manager): return self._parameters()
@@ -716,7 +734,7 @@ class SecAggFedStrategy(Strategy):
         r = server_round - 1
         self.t0 = time.perf_counter()
         drawn, chosen = round_participants(self.N, self.p["client_fraction"], self.p["seed"], r, False, self.p["client_dropout"])
-        self.draw = (len(drawn), len(chosen))
+        self.draw = (len(drawn), len(chosen), chosen)
         if len(chosen) == 0: return []        # nobody answers: no secure sum this round
         cfg = {"round": r, "train": ",".join(str(int(c)) for c in chosen)}
         return [(c, FitIns(self._parameters(), cfg)) for c in self._all(client_manager)]   # every node takes part in the masking
@@ -729,17 +747,13 @@ class SecAggFedStrategy(Strategy):
         ratio = sum(int(s["n_train"]) if self.strat.weighted else 1 for s in stats) / self.max_weight   # the summed weights
         bound = self.step * len(stats) / max(ratio, 1e-12)   # each trained client's rounding moves the sum by < one step
         for s in stats: self.client_last[int(s["cid"])] = dict(s, round=r + 1)
-        self._record(r, stats, skipped=False, failures=len(failures), secagg_error_bound=bound)
+        self._record(r, stats, skipped=False, failures=failures, secagg_error_bound=bound)
         return self._parameters(), {}
 
-    def _record(self, r, stats, skipped, failures=0, **extra):
-        t = time.perf_counter() - self.t0
-        samples = sum(int(s["n_train"]) for s in stats) * self.p["local_epochs"]
-        self.history.append(dict(round=r + 1, train_loss=_weighted_mean(stats, "train_loss"), local_mae=_weighted_mean(stats, "local_mae"),
-                                 clients=self.draw[1], clients_answered=len(stats), node_errors=failures, sampled=self.draw[0],
-                                 dropped=self.draw[0] - self.draw[1], **extra, rejected=0,
-                                 rejected_updates=[], skipped=skipped, samples=samples, train_seconds=t,
-                                 samples_per_s=samples / max(t, 1e-9), seconds=t))
+    def _record(self, r, stats, skipped, failures=(), **extra):
+        nbytes = sum(self.moved[k] for k in self.draw[2])
+        self.history.append(round_record(r, stats, self.draw[0], self.draw[1], [], skipped, self.p["local_epochs"],
+                                         time.perf_counter() - self.t0, nbytes, nbytes, [str(f) for f in failures], **extra))
 
     def configure_evaluate(self, server_round, parameters, client_manager):
         if len(self.history) < server_round: self._record(server_round - 1, [], skipped=True)   # the secure sum did not happen

@@ -15,7 +15,7 @@ from .experiment import ParameterError, atomic_write, save_results
 
 # %% auto #0
 __all__ = ['data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume',
-           'write_run_results']
+           'weighted_mean', 'round_record', 'write_run_results']
 
 # %% ../nbs/06g_records.ipynb #1b2670ec
 import hashlib, pickle
@@ -92,6 +92,28 @@ def _set_rng_states(s):
 
 
 # %% ../nbs/06g_records.ipynb #8e31fcf7
+def weighted_mean(stats: list, key: str) -> float:
+    "Mean of `key` over the clients with figures (rejected and empty ones have none), weighted by their training rows."
+    n = np.array([s["n_train"] for s in stats], float); v = np.array([s.get(key, np.nan) for s in stats], float)
+    ok = np.isfinite(v) & (n > 0)
+    return float((n[ok] * v[ok]).sum() / n[ok].sum()) if ok.any() else float("nan")
+
+def round_record(round_idx: int,      # 0-based
+                 stats: list,         # per answering client: dict(cid, n_train, train_loss, local_mae, ...)
+                 sampled: int, answering: int,   # clients drawn, and of them those asked to train (dropout removes the rest)
+                 rejected: list, skipped: bool,  # `dict(cid, reason)` per update left out; whether the model stayed as it was
+                 local_epochs: int, t_train: float, bytes_down: int, bytes_up: int,
+                 node_errors=(),      # runtime failures (a Flower node that did not answer: its reason)
+                 **extra) -> dict:
+    """One round's record, the same fields and types in every runtime (`results.csv` has one row of it per round); the
+    evaluation (`test_...`) and the defences' figures (`extra`) are added to it."""
+    samples = sum(int(s["n_train"]) for s in stats) * local_epochs
+    return dict(round=round_idx + 1, train_loss=weighted_mean(stats, "train_loss"), local_mae=weighted_mean(stats, "local_mae"),
+                clients=int(answering), clients_answered=len(stats), sampled=int(sampled), dropped=int(sampled - answering),
+                node_errors=len(node_errors), node_error_reasons=list(node_errors), bytes_down=int(bytes_down), bytes_up=int(bytes_up),
+                **extra, rejected=len(rejected), rejected_updates=list(rejected), skipped=bool(skipped), samples=samples,
+                train_seconds=float(t_train), samples_per_s=samples / max(t_train, 1e-9), seconds=float(t_train))
+
 def write_run_results(output_dir, results: dict, history: list, client_rows: list) -> Path:
     "Write a run's `results.json`, `results.csv` (one row per round) and `clients.csv`, each atomically."
     out = Path(output_dir)

@@ -306,6 +306,7 @@ def exposure_ratio(scores: torch.Tensor,       # (n_users, n_items) predicted sc
 # %% ../nbs/06h_robust.ipynb #1e4cb255
 def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the sum of its updates so far (this round's included)
                       kappa: float = 1.0,  # confidence of the logit (the paper's kappa)
+                      tol: float = 1e-6,   # cosine similarities within `tol` of 1 count as exactly 1 (identical directions)
                      ) -> torch.Tensor:
     "FoolsGold's (Fung et al., 2020) weight in [0, 1] of each client: low for clients whose histories point the same way."
     _check_updates(H)
@@ -313,7 +314,11 @@ def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the s
     if K == 1: return torch.ones(1, dtype=H.dtype, device=H.device)
     X = H.to(torch.float64)
     X = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp(min=1e-12)
-    cs = X @ X.T
+    cs = (X @ X.T).clamp(-1.0, 1.0)
+    # Identical histories have cosine 1 only up to rounding: 1 - eps or 1 + eps depending on the CPU's summation order
+    # (SIMD width). 1 - eps would give them a = eps > 0, which the division by a.max() below blows up to weight 1, so
+    # directions within `tol` of each other are snapped to exactly 1: the weights no longer depend on the rounding.
+    cs = torch.where(cs >= 1.0 - tol, torch.ones_like(cs), cs)
     cs.fill_diagonal_(-math.inf)
     v = cs.max(1).values                                              # each client's closest other client
     cs.fill_diagonal_(0.0)

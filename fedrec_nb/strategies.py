@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .client import ClientResult, SparseRows, update_problem, _accumulate
+from .client import ClientResult, SparseRows, accept_updates, _accumulate
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'FedAvg', 'FedAvgUnweighted', 'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi',
@@ -35,12 +35,7 @@ class FedAvg:
     @torch.no_grad()
     def aggregate(self, global_params: dict, results: list) -> dict:
         "New global parameters from the clients' `ClientResult`s: each update checked, weights over the accepted ones, the server step applied."
-        accepted, rejected = [], []
-        for r in results:
-            if r.n_train == 0 or not r.update: continue          # nothing trained, nothing sent
-            why = update_problem(r.update, global_params, r.private_rows)
-            if why is None: accepted.append(r)
-            else: rejected.append(dict(cid=r.cid, reason=why))
+        accepted, rejected = accept_updates(results, global_params)
         self.last_round = dict(accepted=[r.cid for r in accepted], rejected=rejected, skipped=not accepted)
         new = {n: t.clone() for n, t in global_params.items()}
         if not accepted: return new                              # every update rejected: the model stays

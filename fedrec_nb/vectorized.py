@@ -15,14 +15,15 @@ from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
 from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator, ClientUpdates,
-                              update_layout, SparseRows, NEGATIVES_STREAM)
+                              update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
 from .implicit import interaction_keys, sample_train_negatives, implicit_loss_from_scores
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
            'adam_step', 'chunk_clients', 'default_slack', 'train_group', 'default_max_clients',
-           'local_train_vectorized', 'relative_difference', 'peak_memory', 'group_negatives', 'implicit_rows']
+           'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory', 'group_negatives',
+           'implicit_rows']
 
 # %% ../nbs/06c_vectorized.ipynb #48b8c990
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -433,15 +434,13 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
                              *run)
         with torch.no_grad():
             w = weights[torch.as_tensor(grp, device=device)]
-            # the server's check of each client's update, batched: non-finite values per client and parameter
+            # `update_problem` batched: a client is left out when any of its values is non-finite (its shapes are the engine's own)
             nonfinite = {name: _nonfinite_per_client(P[name], kinds[name], flat, K) for name in P}
             ok = torch.stack(list(nonfinite.values())).sum(0) == 0
             okl = ok.tolist()
-            if not all(okl):
-                bad = {name: v.tolist() for name, v in nonfinite.items()}
-                for k in (k for k in range(K) if not okl[k]):
-                    rejected.append(dict(cid=cl[k].cid, reason="; ".join(f"{name}: {bad[name][k]:,} non-finite values"
-                                                                          for name in P if bad[name][k])))
+            for k in (k for k in range(K) if not okl[k]):   # the reason, from the one rule the other runtimes apply
+                upd, mine = client_update(P, glob, kinds, flat, k, list(delta)), client_update(P, None, kinds, flat, k, private_names)
+                rejected.append(dict(cid=cl[k].cid, reason=update_problem(upd, glob, mine or None)))
             kept += w[ok].double().sum().cpu()
             if per_client:
                 Ug, Mg = _client_rows(P, glob, kinds, flat, list(delta), K, ok)
@@ -494,6 +493,19 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
         pos = sorted(pc_pos)
         ups = ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], U[o], M[o], layout)
     return RoundUpdate(delta, stats, sorted(rejected, key=lambda r: order[r["cid"]]), float(kept), ups)
+
+def client_update(P, glob, kinds, flat, k, names) -> dict:
+    """Client `k`'s update of the group's stacked parameters `P`, as `train_client` returns it: dense deltas and `SparseRows` of
+    its own rows (`glob` None: the values themselves, as its private rows are kept)."""
+    out = {}
+    for name in names:
+        if kinds[name] is None: out[name] = P[name][k] - (0 if glob is None else glob[name])
+        else:
+            rows, slot = flat[kinds[name]]
+            mine = slot == k
+            v = P[name][mine]
+            out[name] = v if glob is None else SparseRows(rows[mine], v - take_rows(glob[name], rows[mine]))
+    return out
 
 def _nonfinite_per_client(t, kind, flat, K):
     "(K,) number of non-finite values of each client in `t`: stacked dense (K, ...) or a flat row table (rows of `flat[kind]`)."

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fedrec_nb.robust import (AGGREGATORS, aggregate, apply_attack, coordinate_median, craft_promotion,
-                              exposure_ratio, krum_scores, malicious_clients, noise, pairwise_sq_distances, scale,
-                              sign_flip, trimmed_mean)
+                              exposure_ratio, foolsgold_weights, krum_scores, malicious_clients, noise,
+                              pairwise_sq_distances, scale, sign_flip, trimmed_mean)
 
 
 def _w(k): return torch.full((k,), 1.0 / k)
@@ -112,10 +112,28 @@ def test_every_aggregator_is_the_identity_on_identical_updates(name):
 
 def test_foolsgold_gives_identical_clients_no_weight_and_keeps_distinct_ones():
     "FoolsGold's design: clients whose histories point the same way are sybils (weight 0), distinct ones keep weight 1."
-    row = torch.randn(50)
+    row = torch.randn(50, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(aggregate(row.expand(8, -1).clone(), _w(8), "foolsgold").delta, torch.zeros(50))
     U = torch.eye(8, 50)                                   # eight clients with nothing in common
     torch.testing.assert_close(aggregate(U, _w(8), "foolsgold").delta, aggregate(U, _w(8)).delta)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_foolsgold_identical_directions_get_no_weight_whatever_the_rounding(seed):
+    """Identical histories have cosine 1 only up to rounding (1 - eps or 1 + eps with the CPU's SIMD width); before the
+    tolerance about a third of the random rows came out at 1 - eps and got weight 1. Rows equal up to float noise
+    (1e-9 relative) or whose norms differ by rounding only (row * (1 + 1e-7)) count as identical: weight 0."""
+    g = torch.Generator().manual_seed(seed)
+    row = torch.randn(50, generator=g, dtype=torch.float64)
+    same = row.expand(8, -1).clone()
+    noisy = row * (1 + 1e-9 * torch.randn(8, 50, generator=g, dtype=torch.float64))
+    scaled = torch.stack([row * (1 + 1e-7) ** i for i in range(8)])
+    for H in (same, same.float(), noisy, scaled, scaled.float()):
+        torch.testing.assert_close(foolsgold_weights(H), torch.zeros(8, dtype=H.dtype), rtol=0, atol=0)
+    # the tolerance is a tolerance, not a blur: a sybil group with one distinct client keeps that client at weight 1
+    H = torch.cat([noisy[:7], torch.randn(1, 50, generator=g, dtype=torch.float64)])
+    w = foolsgold_weights(H)
+    assert float(w[:7].max()) == 0.0 and float(w[7]) == 1.0
 
 
 @pytest.mark.parametrize("name", ["median", "trimmed_mean", "krum", "multi_krum"])
