@@ -11,7 +11,7 @@ import argparse, tempfile, time
 import numpy as np
 import torch
 
-from fedrec_nb.client import LocalConfig, train_client, update_nbytes, update_problem, _accumulate
+from fedrec_nb.client import LocalConfig, train_client, update_nbytes, update_problem, accumulate
 from fedrec_nb.data import encode_ratings
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import build_clients, evaluate_global, load_params, make_strategy, sample_clients, transfer_nbytes
@@ -33,7 +33,7 @@ def run(exp, clients, feats, owner_test, sparse, rounds, seed, cfg, fraction):
             res = train_client(net, glob, c, None, cfg, seed, r, feats, "cpu", sparse=sparse)
             nbytes += update_nbytes(res.update)
             assert update_problem(res.update, glob) is None
-            with torch.no_grad(): _accumulate(delta, res.update, float(w[k]))
+            with torch.no_grad(): accumulate(delta, res.update, float(w[k]))
         strat.apply(glob, delta)
         up.append(nbytes)
     load_params(net, glob)

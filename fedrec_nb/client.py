@@ -5,6 +5,7 @@
 # %% ../nbs/06d_client.ipynb #b5c3fb7e
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,8 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 # %% auto #0
 __all__ = ['NEGATIVES_STREAM', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult',
            'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates', 'RoundUpdate',
-           'ClientUpdates', 'update_layout', 'flatten_update', 'predict_rows', 'client_negatives', 'train_client']
+           'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates', 'accumulate', 'as_device',
+           'predict_rows', 'client_negatives', 'train_client']
 
 # %% ../nbs/06d_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -161,7 +163,7 @@ def update_problem(update: dict,          # name -> Tensor | SparseRows, as a cl
                   ) -> str | None:
     "Why the server must leave this client update out (an unknown name, a wrong shape or row index, non-finite values), or None."
     problems = []
-    for n, v in update.items():
+    for n, v in sorted(update.items()):
         if n not in global_params: problems.append(f"{n}: not a parameter of the model"); continue
         g = global_params[n]
         if isinstance(v, SparseRows):
@@ -175,20 +177,26 @@ def update_problem(update: dict,          # name -> Tensor | SparseRows, as a cl
             t = v
         bad = int((~torch.isfinite(t)).sum())
         if bad: problems.append(f"{n}: {bad:,} non-finite values")
-    for n, t in (private_rows or {}).items():
+    for n, t in sorted((private_rows or {}).items()):   # in name order: the reason reads the same in every process
         bad = int((~torch.isfinite(t)).sum())
         if bad: problems.append(f"private {n}: {bad:,} non-finite values")
     return "; ".join(problems) or None
 
 def accept_updates(results: list,        # `ClientResult`s as they arrived
                    global_params: dict,  # the global model the clients started from
+                   asked=None,           # the client ids the round's plan asked to train (None: whoever answers)
                   ) -> tuple[list, list]:
-    """The one acceptance rule of every runtime: `(accepted, rejected)`, each result in client order kept when it trained and
-    `update_problem` finds nothing wrong with it, else `dict(cid, reason)` in `rejected`. Clients that trained no row send nothing."""
-    accepted, rejected = [], []
+    """The one acceptance rule of every runtime: `(accepted, rejected)`. A result is kept, in client order, when its client was
+    asked, answers once, trained and `update_problem` finds nothing wrong with it; otherwise `dict(cid, reason)` goes in
+    `rejected`. A client that trained no row sends nothing and is neither."""
+    accepted, rejected, seen = [], [], set()
+    asked = None if asked is None else {int(x) for x in asked}
     for r in sorted(results, key=lambda r: r.cid):
-        if r.n_train == 0 or not r.update: continue
-        why = update_problem(r.update, global_params, r.private_rows)
+        if asked is not None and r.cid not in asked: why = "not asked to train this round"
+        elif r.cid in seen: why = "a second reply for this client in one round"
+        elif r.n_train == 0 or not r.update: seen.add(r.cid); continue
+        else: why = update_problem(r.update, global_params, r.private_rows)
+        seen.add(r.cid)
         if why is None: accepted.append(r)
         else: rejected.append(dict(cid=r.cid, reason=why))
     return accepted, rejected
@@ -201,6 +209,8 @@ class RoundUpdate:
     rejected: list = field(default_factory=list)  # updates left out: dict(cid, reason)
     kept_weight: float = 1.0                       # sum of the accepted clients' weights (the server renormalises by it)
     updates: ClientUpdates | None = None           # per-client rows, when the server asked for them (`per_client=True`)
+    node_errors: list = field(default_factory=list)  # a runtime's failures this round (a Flower node that did not answer: why)
+    extra: dict = field(default_factory=dict)        # a runtime's own figures for the round record (Flower: `bytes_sent`)
 
 @dataclass
 class ClientUpdates:
@@ -230,14 +240,23 @@ def flatten_update(update: dict, shapes: dict, device=None) -> tuple:
         parts.append(t.reshape(-1).float()); masks.append(m.reshape(-1))
     return torch.cat(parts), torch.cat(masks)
 
-def _accumulate(delta: dict, update: dict, w: float):
+def client_updates(results: list, layout: dict, device=None) -> ClientUpdates:
+    "`ClientResult`s, in the order given, as `ClientUpdates`: one `flatten_update` row each (what server-side defences read)."
+    P = sum(math.prod(s) for s in layout.values())
+    rows = [flatten_update(r.update, layout, device) for r in results]
+    return ClientUpdates([r.cid for r in results], [r.n_train for r in results],
+                         torch.stack([v for v, _ in rows]) if rows else torch.zeros(0, P, device=device),
+                         torch.stack([m for _, m in rows]) if rows else torch.zeros(0, P, dtype=torch.bool, device=device),
+                         layout)
+
+def accumulate(delta: dict, update: dict, w: float):
     "Add `w` times a client's update to the running sum `delta` (`SparseRows` with `index_add_`)."
     for n, v in update.items():
         if isinstance(v, SparseRows): delta[n].index_add_(0, v.index, w * v.values)
         else: delta[n] += w * v
 
 # %% ../nbs/06d_client.ipynb #3e89ef01
-def _as_device(device):
+def as_device(device):
     if device in (None, "auto"): return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -293,7 +312,7 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
                  sparse: bool = True,     # send the touched rows of the user/item tables (False: full tables)
                 ) -> ClientResult:
     "Train one client from the global shared parameters and its own private rows; its update, figures and new private rows."
-    device = _as_device(device)
+    device = as_device(device)
     c, private_names = client, set(private_rows or {})
     nan = float("nan")
     if c.n_train == 0:  # nothing to train on: no update, no figures (as the vectorized path)

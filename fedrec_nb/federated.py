@@ -5,7 +5,7 @@
 # %% ../nbs/06_federated.ipynb #d87531c9
 from __future__ import annotations
 
-import copy, io, json, math, os, time
+import copy, importlib, io, json, math, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from .data import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
-                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, _accumulate, _as_device,
-                              ClientUpdates, update_layout, flatten_update)
+                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device,
+                              ClientUpdates, update_layout, flatten_update, accept_updates, client_updates)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
 from .experiment import ParameterError, check_number, save_results, atomic_write
@@ -30,12 +30,14 @@ from .baselines import Recommender
 from .defences import Defences
 from .implicit import implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
-                               check_resume, write_run_results, round_record, _rng_states, _set_rng_states)
+                               check_resume, write_run_results, round_record, rng_states, set_rng_states)
 
 # %% auto #0
-__all__ = ['REFIT_LR', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'eval_sums',
-           'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer', 'topn_suffixes',
-           'run_federated', 'FederatedRecommender', 'plot_federated']
+__all__ = ['REFIT_LR', 'RUNTIMES', 'local_train_sequential', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
+           'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer',
+           'topn_suffixes', 'topn_record', 'RoundPlan', 'plan_round', 'no_update', 'sum_accepted', 'combine_round',
+           'round_figures', 'Runtime', 'BuiltinRuntime', 'RunState', 'run_rounds', 'run_results', 'run_defences',
+           'rated_matrix', 'run_federated', 'resume_run', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06_federated.ipynb #2a7755b7
 def local_train_sequential(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -51,7 +53,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
                            per_client: bool = False,  # also return each accepted client's update (`RoundUpdate.updates`)
                           ) -> RoundUpdate:
     "`train_client` on each client in turn; the weighted sum of the accepted shared deltas and every client's figures."
-    device = _as_device(device)
+    device = as_device(device)
     model = model.to(device)
     private_names = set(private.names) if private is not None else set()
     glob = {n: global_params[n].to(device) for n, _ in model.named_parameters()}
@@ -67,7 +69,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
             stats.append(dict(cid=c.cid, n_train=c.n_train, **{k: float("nan") for k in res.stats}, rejected=why))
             continue
         w = float(weights[k]); kept += w
-        with torch.no_grad(): _accumulate(delta, res.update, w)
+        with torch.no_grad(): accumulate(delta, res.update, w)
         if private is not None: private.put(c.cid, res.private_rows, res.private_items)
         stats.append(dict(cid=c.cid, n_train=c.n_train, **res.stats))
         if per_client:
@@ -158,7 +160,7 @@ def train_central(net, features, u, i, y, tu, ti, ty, epochs=10, batch_size=256,
                   rating_scale=(1.0, 5.0), device="cpu", progress=False) -> list:
     "Train `net` on all rows with one Adam; held-out metrics after every epoch."
     from tqdm.auto import trange
-    device = _as_device(device); net = net.to(device)
+    device = as_device(device); net = net.to(device)
     u, i, y, tu, ti, ty = (t.to(device) for t in (u, i, y, tu, ti, ty))
     opt, g, hist = torch.optim.Adam(net.parameters(), lr=lr), client_generator(seed, 0, 0), []
     for e in trange(epochs, desc="central epochs", disable=not progress):
@@ -197,23 +199,6 @@ def refit_private_rows(net: torch.nn.Module, global_params: dict, private: Priva
         for cid, users in private.users.items():
             private.rows[cid] = {n: tables[n].detach()[users.to(dev)].cpu().clone() for n in private.names}
 
-def _defences(params, fed, net) -> Defences:
-    "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
-    tgt = None
-    if params["target_item"] is not None:
-        tgt = int(fed.features.item_index(np.array([params["target_item"]], dtype=object))[0])
-        if tgt < 0: raise ParameterError(f"parameter target_item={params['target_item']!r}: not an item id of {params['dataset']}")
-    counts = np.bincount(fed.train[1].numpy(), minlength=fed.features.n_items)
-    return Defences(params, params["num_clients"], net, counts, params["partition"] == "user", tgt)
-
-def _no_update(global_params, private, device) -> RoundUpdate:
-    "The round's update when no sampled client answered: nothing to add (DP still adds its noise)."
-    names = private.names if private is not None else ()
-    layout = update_layout(global_params, names)
-    P = sum(math.prod(s) for s in layout.values())
-    return RoundUpdate({n: torch.zeros_like(t) for n, t in global_params.items() if n not in names}, [], [], 0.0,
-                       ClientUpdates([], [], torch.zeros(0, P, device=device), torch.zeros(0, P, dtype=torch.bool, device=device), layout))
-
 def personal_scorer(net, private: PrivateState | None, owner: np.ndarray, device=None):
     """`score_fn` of `net` (loaded with the serving parameters) in which each user's client scores with its own fine-tuned item
     rows where it kept them (`PrivateState.items`, a `personal_items` model such as `pfedrec`), the global rows elsewhere;
@@ -240,10 +225,221 @@ def topn_suffixes(net, final: bool) -> tuple:
     if not final: return ("",)
     return ("", "_full") + (("_global_items", "_full_global_items") if getattr(net, "personal_items", False) else ())
 
-def _topn(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
+def topn_record(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
     "`test_hr@k` and `test_ndcg@k` of `net`'s raw score (or `score_fn`'s) on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
     r = evaluate_topn(score_fn or model_scorer(net), data, protocol, k)
     return {f"test_hr@{k}": r[f"hr@{k}"], f"test_ndcg@{k}": r[f"ndcg@{k}"]}
+
+
+# %% ../nbs/06_federated.ipynb #bcfec624
+@dataclass
+class RoundPlan:
+    "Who takes part in a round and with what weight: the plan phase, the same in every runtime."
+    round_idx: int
+    drawn: np.ndarray        # the sampled client ids (Poisson under DP)
+    chosen: np.ndarray       # of them, those that answer (`client_dropout`)
+    fakes: object            # promote_item's fake users answering this round (`Defences.participants`)
+    clients: list            # the chosen clients' `ClientData`
+    weights: torch.Tensor    # (len(clients),) the strategy's normalised weights, from the server's own row counts
+    per_client: bool         # the defences need each client's update, not only the weighted sum
+
+def plan_round(guard: Defences, strat, clients: list, round_idx: int) -> RoundPlan:
+    "The plan phase: the draw (`Defences.participants`) and the weights (`client_weights` of the counts the server knows)."
+    drawn, chosen, fakes = guard.participants(round_idx)
+    sampled = [clients[k] for k in chosen]
+    w = strat.client_weights([c.n_train for c in sampled]) if sampled else torch.zeros(0)
+    return RoundPlan(round_idx, drawn, chosen, fakes, sampled, w, guard.per_client)
+
+def no_update(global_params: dict, private_names=(), device=None) -> RoundUpdate:
+    "The round's update when no sampled client answered: nothing to add (DP still adds its noise)."
+    layout = update_layout(global_params, private_names)
+    return RoundUpdate({n: torch.zeros_like(global_params[n]) for n in layout}, [], [], 0.0, client_updates([], layout, device))
+
+def sum_accepted(results: list, plan: RoundPlan, global_params: dict, private_names=(), device=None) -> RoundUpdate:
+    """The accept-and-sum phase over clients' `ClientResult`s (a runtime that returns them, as Flower's does): `accept_updates`
+    with the plan's clients, each accepted delta at the plan's weight (never a weight a client claims), figures per client."""
+    accepted, rejected = accept_updates(results, global_params, asked=[c.cid for c in plan.clients])
+    pos = {c.cid: k for k, c in enumerate(plan.clients)}
+    layout = update_layout(global_params, private_names)
+    delta, kept = {n: torch.zeros_like(global_params[n]) for n in layout}, 0.0
+    for r in accepted:
+        w = float(plan.weights[pos[r.cid]]); kept += w
+        accumulate(delta, r.update, w)
+    bad = {x["cid"]: x["reason"] for x in rejected}
+    nan = dict(train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
+    got, kept_stats = {r.cid for r in results}, {r.cid: r.stats for r in accepted}   # a client that did not reply has no figures
+    stats = [dict(cid=c.cid, n_train=c.n_train, **nan, rejected=bad[c.cid]) if c.cid in bad else
+             dict(cid=c.cid, n_train=c.n_train, **{**nan, **kept_stats.get(c.cid, {})}) for c in plan.clients if c.cid in got]
+    return RoundUpdate(delta, stats, rejected, kept, client_updates(accepted, layout, device) if plan.per_client else None)
+
+def combine_round(upd: RoundUpdate, plan: RoundPlan, guard: Defences, strat, global_params: dict) -> tuple:
+    """The combine phase: `(delta or None, record)`. The defences' combination of the clients' own rows, or the weighted mean
+    renormalised over the accepted clients; None when there is nothing to apply (the model stays as it is)."""
+    r = plan.round_idx
+    if plan.per_client:   # attackers, robust aggregation or DP: the server combines the clients' own rows
+        delta, extra = guard.combine(upd.updates, global_params, strat, r, plan.fakes)
+        if delta is None: print(f"round {r + 1}: no update to apply ({extra.get('note', 'no client answered')}), round skipped")
+        extra.pop("note", None)
+        if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
+        return delta, extra
+    if upd.kept_weight == 0:   # every update rejected, or nobody answered
+        print(f"round {r + 1}: every client update was rejected, round skipped: {upd.rejected}" if plan.clients else
+              f"round {r + 1}: no sampled client answered, round skipped")
+        return None, {}
+    return ({n: d / upd.kept_weight for n, d in upd.delta.items()} if upd.rejected else upd.delta), {}
+
+def round_figures(guard: Defences, net, serving: dict, features, rated, round_idx: int) -> dict:
+    "The defences' figures of a round: epsilon spent so far (DP) and the target film's ER@10 under the serving parameters."
+    out = {}
+    if guard.epsilons is not None: out["epsilon"] = guard.epsilon(round_idx)
+    if rated is not None:
+        load_params(net, serving); out["er@10"] = guard.exposure(net, features, rated)
+    return out
+
+# %% ../nbs/06_federated.ipynb #13a33b50
+class Runtime:
+    """What moves a round's data. The loop (`run_rounds`) holds every rule; a runtime only trains the plan's clients, evaluates
+    a model and serves its parameters. `checkpoints`: whether the loop may checkpoint it (a Flower node's rows live on the node)."""
+    name, checkpoints = "runtime", True
+    features = None   # the feature tensors on the runtime's device (what the server scores users with)
+    def train(self, plan: RoundPlan, global_params: dict) -> RoundUpdate: raise NotImplementedError
+    def device_step(self, global_params: dict): "What the devices do after the server step (private re-fit); nothing by default."
+    def serving(self, global_params: dict) -> dict: "The parameters that score users." ; return global_params
+    def evaluate(self, global_params: dict, record: dict): raise NotImplementedError   # the test figures into `record`, now or later
+    def final(self, global_params: dict) -> tuple: raise NotImplementedError   # (final metrics, per-client MAE, per-client RMSE)
+
+class BuiltinRuntime(Runtime):
+    "The sequential and vectorized engines: every client on this machine (the vectorized engine in a few batched steps)."
+    def __init__(self, fed: Federation, p: dict, net, private: PrivateState | None, device):
+        self.fed, self.p, self.net, self.private, self.dev = fed, p, net, private, device
+        self.features, self.cfg = fed.features.to(device), local_config(p)
+        self.train_fn, self.name = _pick_engine(p["engine"], net, self.cfg, private, device)
+        (tu, ti, ty), (u, i, y) = fed.test, fed.train
+        self.test = (tu.to(device), ti.to(device), ty)
+        self.rows = (u.to(device), i.to(device), y.to(device)) if p["private_refit_steps"] else None
+        self.topn = (implicit_data(fed.experiment.train, fed.experiment.test, fed.features).to(device)
+                     if p["objective"] == "implicit" else None)   # the 99 negatives every model shares (seed 0)
+
+    def train(self, plan, global_params):
+        if not plan.clients: return no_update(global_params, self.private.names if self.private else (), self.dev)
+        args = (self.net, global_params, plan.clients, plan.weights, self.features, self.cfg, self.p["seed"], plan.round_idx,
+                self.private, self.dev)
+        try: return self.train_fn(*args, per_client=plan.per_client)
+        except NotImplementedError as e:   # the vectorized engine cannot take this round: the sequential one does
+            self.train_fn, self.name = local_train_sequential, f"sequential (vectorized: {e})"
+            return self.train_fn(*args, per_client=plan.per_client)
+
+    def device_step(self, global_params):
+        if self.rows is not None:
+            refit_private_rows(self.net, global_params, self.private, self.fed.clients, self.fed.owner, self.features, *self.rows,
+                               self.p["private_refit_steps"], REFIT_LR)
+
+    def serving(self, global_params): return serving_params(global_params, self.private, self.fed.owner, self.dev)
+
+    def evaluate(self, global_params, record):
+        load_params(self.net, self.serving(global_params))
+        if self.topn is None:
+            m, c_mae, _ = evaluate_global(self.net, self.features, *self.test, self.fed.test_owner, self.p["num_clients"],
+                                          self.fed.rating_scale)
+            record.update(m, **client_spread(c_mae))
+        else:   # implicit: HR@10 and NDCG@10 under `sampled`, and what that evaluation of every user cost
+            t = time.perf_counter()
+            record.update(topn_record(self.net, self.topn, score_fn=personal_scorer(self.net, self.private, self.fed.owner)),
+                          **client_spread(np.full(self.p["num_clients"], np.nan)), eval_seconds=time.perf_counter() - t)
+
+    def final(self, global_params):
+        load_params(self.net, self.serving(global_params))
+        N = self.p["num_clients"]
+        if self.topn is None:
+            m, c_mae, c_rmse = evaluate_global(self.net, self.features, *self.test, self.fed.test_owner, N, self.fed.rating_scale)
+            return m, c_mae, c_rmse
+        sf, m = personal_scorer(self.net, self.private, self.fed.owner), {}
+        for s in topn_suffixes(self.net, final=True):   # '_global_items': what the personal item rows add, the global rows instead
+            m.update({f"{k}{s}": v for k, v in topn_record(self.net, self.topn, "full" if s.startswith("_full") else "sampled",
+                                                            score_fn=None if s.endswith("_global_items") else sf).items()})
+        return m, np.full(N, np.nan), np.full(N, np.nan)
+
+# %% ../nbs/06_federated.ipynb #8e9e1432
+@dataclass
+class RunState:
+    "What the loop carries from round to round (and a checkpoint keeps)."
+    global_params: dict
+    history: list = field(default_factory=list)         # one `round_record` per round
+    client_last: dict = field(default_factory=dict)     # cid -> the client's figures in the last round it trained
+    client_losses: dict = field(default_factory=dict)   # cid -> [[round, training loss], ...]
+    start: int = 0                                      # the first round still to run
+
+def run_rounds(runtime: Runtime, fed: Federation, p: dict, strat, guard: Defences, state: RunState,
+               rated=None,              # who rated what in training (the target film's ER@10), or None
+               checkpoint=None,         # called with the state after every round (the built-in engines' checkpoints)
+               progress: bool = False) -> RunState:
+    "The loop, written once: plan, train (the runtime), accept and sum, combine, the server step, the device step, the record, evaluation."
+    from tqdm.auto import trange
+    private = tuple(fed.model.user_params) if p["private_user_embeddings"] else ()
+    moved = clients_nbytes(fed.model, state.global_params, fed.clients, private)   # what each client's round moves (sparse rows)
+    evaluated = int(sum(c.n_test > 0 for c in fed.clients))   # clients holding held-out rows
+    for r in trange(state.start, p["rounds"], desc=f"{p['strategy']} rounds", disable=not progress, initial=state.start,
+                    total=p["rounds"]):
+        t0 = time.perf_counter()
+        plan = plan_round(guard, strat, fed.clients, r)
+        upd = runtime.train(plan, state.global_params)
+        delta, extra = combine_round(upd, plan, guard, strat, state.global_params)
+        if delta is not None: strat.apply(state.global_params, delta)
+        runtime.device_step(state.global_params)
+        t_train = time.perf_counter() - t0
+        nbytes = sum(moved[k] for k in plan.chosen)
+        rec = round_record(r, upd.client_stats, len(plan.drawn), len(plan.chosen), upd.rejected, delta is None, p["local_epochs"],
+                           t_train, nbytes, nbytes, upd.node_errors, **extra, **upd.extra,
+                           **round_figures(guard, fed.model, runtime.serving(state.global_params), runtime.features, rated, r))
+        rec["clients_evaluated"] = evaluated
+        state.history.append(rec)
+        for s in upd.client_stats:
+            state.client_last[s["cid"]] = dict(s, round=r + 1)
+            state.client_losses.setdefault(s["cid"], []).append([r + 1, s["train_loss"]])
+        runtime.evaluate(state.global_params, rec)
+        rec["seconds"] = time.perf_counter() - t0
+        state.start = r + 1
+        if checkpoint is not None: checkpoint(state)
+    return state
+
+def run_results(p: dict, fed: Federation, state: RunState, runtime: Runtime, guard: Defences, rated=None, device="cpu",
+                **extra_final) -> dict:
+    "The results of a run (as results.json holds them): per round, per client and the final figures, in every runtime."
+    m, c_mae, c_rmse = runtime.final(state.global_params)
+    clients = []
+    for c in fed.clients:
+        last = state.client_last.get(c.cid, {})
+        clients.append(dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, n_users=int(torch.unique(c.users).numel()),
+                            last_round=last.get("round", 0), train_loss=last.get("train_loss", float("nan")),
+                            local_mae=last.get("local_mae", float("nan")), local_rmse=last.get("local_rmse", float("nan")),
+                            global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]))
+    out = dict(**m, **client_spread(c_mae), rounds=len(state.history), engine=runtime.name, device=str(device),
+               clients_evaluated=state.history[-1]["clients_evaluated"] if state.history else 0,
+               train_seconds=float(sum(h["train_seconds"] for h in state.history)), **extra_final)
+    if rated is not None: load_params(fed.model, runtime.serving(state.global_params))
+    out.update(guard.final(fed.model, runtime.features, rated))
+    return dict(params=p, rounds=state.history, clients=clients, final=out,
+                client_losses={str(k): v for k, v in sorted(state.client_losses.items())})
+
+def run_defences(p: dict, fed: Federation, net) -> Defences:
+    "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
+    tgt = None
+    if p["target_item"] is not None:
+        tgt = int(fed.features.item_index(np.array([p["target_item"]], dtype=object))[0])
+        if tgt < 0: raise ParameterError(f"parameter target_item={p['target_item']!r}: not an item id of {p['dataset']}")
+    counts = np.bincount(fed.train[1].numpy(), minlength=fed.features.n_items)
+    return Defences(p, p["num_clients"], net, counts, p["partition"] == "user", tgt)
+
+def rated_matrix(fed: Federation, guard: Defences, device="cpu"):
+    "Who rated what in training (the exposure ratio counts the others), when the run measures a target film; else None."
+    if guard.target is None: return None
+    u, i, _ = fed.train
+    rated = torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool, device=device)
+    rated[u.to(device), i.to(device)] = True
+    return rated
+
+# %% ../nbs/06_federated.ipynb #fc1ea27e
+RUNTIMES = {"sequential": None, "vectorized": None, "flower": "fedrec_nb.flower:run_flower"}   # engine -> "module:function" of a runtime of its own (None: built in)
 
 @with_parameters
 def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
@@ -253,133 +449,53 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
                   **params) -> dict:
     """Run a federated experiment end to end: `params` are those of `fedrec_nb.parameters.PARAMETERS` (missing ones take
     `DEFAULTS`, as the notebook does); returns the results written to `output_dir` plus the trained `recommender`."""
-    from tqdm.auto import trange
-    params = resolve_params(params)
-    if params["engine"] == "flower":   # the same experiment through Flower's simulation runtime; flwr is an extra, imported only here
-        from fedrec_nb.flower import run_flower
-        return run_flower(params, plots=plots)
-    fed = build_federation(params, experiment)   # checks, data, split, clients, seeded model
-    params, exp, clients, owner, test_owner = fed.params, fed.experiment, fed.clients, fed.owner, fed.test_owner
-    (seed, rounds, local_epochs, strategy, num_clients, device, output_dir, checkpoint_dir, resume, engine, objective,
-     private_refit_steps) = (params[k] for k in ("seed", "rounds", "local_epochs", "strategy", "num_clients", "device", "output_dir",
-                                                "checkpoint_dir", "resume", "engine", "objective", "private_refit_steps"))
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
-    dev = _as_device(device)
-    feats = exp.features.to(dev)
-    (u, i, y), (tu, ti, ty) = fed.train, fed.test
-    scale = exp.data.rating_scale
+    p = resolve_params(params)
+    if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
+        module, fn = RUNTIMES[p["engine"]].split(":")
+        return getattr(importlib.import_module(module), fn)(p, plots=plots)
+    fed = build_federation(p, experiment)   # data, split, clients, seeded model
+    p, exp = fed.params, fed.experiment
+    out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] is not None else out / "checkpoints"
+    dev = as_device(p["device"])
     net = fed.model.to(dev)
-    global_params = {n: p.detach().clone() for n, p in net.named_parameters()}
-    strat = make_strategy(strategy, params["server_lr"], params["mu"])
-    private = PrivateState(net.user_params, global_params) if params["private_user_embeddings"] else None
-    cfg = local_config(params)
-    history, client_last, client_losses, start, resumed = [], {}, {}, 0, None
-    fingerprint = data_fingerprint(params, u, i, y, tu, ti, ty)
-    if resume:
-        ck = latest_checkpoint(ckpt_dir)
-        if ck is None:
-            resumed = dict(checkpoint=None, from_round=0, note=f"resume=True but no checkpoint in {ckpt_dir}: started fresh")
-            print(resumed["note"])
-    if resume and ck is not None:
-        state = load_checkpoint(ck)
-        check_resume(state, ck, params, fingerprint)
-        resumed = dict(checkpoint=str(ck), from_round=int(state["round"]))
-        global_params = {n: t.to(dev) for n, t in state["global_params"].items()}
-        strat.load_state_dict(state["strategy"])
-        if private is not None: private.load_state_dict(state["private"])
-        resumed_defences = state.get("defences")
-        history, client_last, client_losses, start = state["history"], state["client_last"], state["client_losses"], state["round"]
-        _set_rng_states(state["rng"])
-    train_fn, engine_used = _pick_engine(engine, net, cfg, private, dev)
-    guard = _defences(params, fed, net)
-    if resume and ck is not None and resumed_defences: guard.load_state_dict(resumed_defences)
-    rated = None
-    if guard.target is not None:   # who rated what in training: the exposure ratio counts the others
-        rated = torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool, device=dev)
-        rated[u.to(dev), i.to(dev)] = True
-    moved = clients_nbytes(net, global_params, clients, private.names if private is not None else ())   # per round (sparse rows)
-    evaluated = int(sum(c.n_test > 0 for c in clients))   # clients holding held-out rows (on Flower: the nodes that send sums)
-    tu_d, ti_d = tu.to(dev), ti.to(dev)
-    topn = implicit_data(exp.train, exp.test, exp.features).to(dev) if objective == "implicit" else None  # 99 shared negatives (seed 0)
-    u_d, i_d, y_d = (u.to(dev), i.to(dev), y.to(dev)) if private_refit_steps else (None, None, None)
-    for r in trange(start, rounds, desc=f"{strategy} rounds", disable=not progress, initial=start, total=rounds):
-        t0 = time.perf_counter()
-        drawn, chosen, fakes = guard.participants(r)   # sampled, answering (client_dropout), fake users (promote_item)
-        sampled = [clients[k] for k in chosen]
-        if sampled:
-            w = strat.client_weights([c.n_train for c in sampled])
-            try: upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev, per_client=guard.per_client)
-            except NotImplementedError as e:
-                train_fn, engine_used = local_train_sequential, f"sequential (vectorized: {e})"
-                upd = train_fn(net, global_params, sampled, w, feats, cfg, seed, r, private, dev, per_client=guard.per_client)
-        else: upd = _no_update(global_params, private, dev)
-        extra = {}
-        if guard.per_client:   # attackers, robust aggregation or DP: the server combines the clients' own rows
-            delta, extra = guard.combine(upd.updates, global_params, strat, r, fakes)
-            skipped = delta is None
-            if skipped: print(f"round {r + 1}: no update to apply ({extra.get('note', 'no client answered')}), round skipped")
-            else: strat.apply(global_params, delta)
-        else:
-            skipped = len(upd.rejected) == len(sampled)
-            if skipped:   # every update was rejected (or nobody answered): the global model stays as it is
-                print(f"round {r + 1}: every client update was rejected, round skipped: {upd.rejected}" if sampled else
-                      f"round {r + 1}: no sampled client answered, round skipped")
-            else:
-                if upd.rejected: upd.delta = {n: d / upd.kept_weight for n, d in upd.delta.items()}  # weights over accepted clients
-                strat.apply(global_params, upd.delta)
-        if private_refit_steps: refit_private_rows(net, global_params, private, clients, owner, feats, u_d, i_d, y_d,
-                                                   private_refit_steps, REFIT_LR)
-        t_train = time.perf_counter() - t0
-        load_params(net, serving_params(global_params, private, owner, dev))
-        if topn is None: m, c_mae, _ = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
-        else:   # implicit: HR@10 and NDCG@10 under `sampled`, and what that evaluation of every user cost
-            t_eval = time.perf_counter()
-            m, c_mae = _topn(net, topn, score_fn=personal_scorer(net, private, owner)), np.full(num_clients, np.nan)
-            extra["eval_seconds"] = time.perf_counter() - t_eval
-        if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
-        if rated is not None: extra["er@10"] = guard.exposure(net, feats, rated)
-        extra.pop("note", None)
-        if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
-        for s in upd.client_stats:
-            client_last[s["cid"]] = dict(s, round=r + 1)
-            client_losses.setdefault(s["cid"], []).append([r + 1, s["train_loss"]])
-        nbytes = sum(moved[k] for k in chosen)
-        rec = round_record(r, upd.client_stats, len(drawn), len(chosen), upd.rejected, skipped, local_epochs, t_train, nbytes, nbytes,
-                           **extra)
-        history.append(dict(rec, **m, **client_spread(c_mae), clients_evaluated=evaluated, seconds=time.perf_counter() - t0))
-        save_checkpoint(ckpt_dir, r + 1, dict(round=r + 1, params=params, fingerprint=fingerprint,
-                                              global_params={n: t.cpu() for n, t in global_params.items()},
-                                              strategy=strat.state_dict(), private=None if private is None else private.state_dict(),
-                                              defences=guard.state_dict(),
-                                              history=history, client_last=client_last, client_losses=client_losses, rng=_rng_states()))
-    # final figures
-    serve = serving_params(global_params, private, owner, dev)
-    load_params(net, serve)
-    if topn is None: m, c_mae, c_rmse = evaluate_global(net, feats, tu_d, ti_d, ty, test_owner, num_clients, scale)
-    else:   # implicit: both protocols at the end (`full` ranks every item the user did not rate in training)
-        sf, m = personal_scorer(net, private, owner), {}
-        for s in topn_suffixes(net, final=True):   # '_global_items': what the personal item rows add, the global rows instead
-            m.update({f"{k}{s}": v for k, v in _topn(net, topn, "full" if s.startswith("_full") else "sampled",
-                                                      score_fn=None if s.endswith("_global_items") else sf).items()})
-        c_mae = c_rmse = np.full(num_clients, np.nan)
-    client_rows = []
-    for c in clients:
-        last = client_last.get(c.cid, {})
-        client_rows.append(dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, n_users=int(torch.unique(c.users).numel()),
-                                last_round=last.get("round", 0), train_loss=last.get("train_loss", float("nan")),
-                                local_mae=last.get("local_mae", float("nan")), local_rmse=last.get("local_rmse", float("nan")),
-                                global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]))
-    final = dict(**m, **client_spread(c_mae), rounds=len(history), engine=engine_used, device=str(dev),
-                 train_seconds=float(sum(h["train_seconds"] for h in history)))
-    final.update(guard.final(net, feats, rated))
-    rec = FederatedRecommender.from_trained(net, exp.features, scale, float(exp.train.rating.mean()), dev)
-    if ranking and topn is None: final.update(_ranking(rec, exp))
-    results = dict(params=params, rounds=history, clients=client_rows, final=final, resume=resumed,
-                   client_losses={str(k): v for k, v in sorted(client_losses.items())})
-    write_run_results(out, results, history, client_rows)
+    state = RunState({n: t.detach().clone() for n, t in net.named_parameters()})
+    strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
+    private = PrivateState(net.user_params, state.global_params) if p["private_user_embeddings"] else None
+    runtime, guard = BuiltinRuntime(fed, p, net, private, dev), run_defences(p, fed, net)
+    fingerprint = data_fingerprint(p, *fed.train, *fed.test)
+    resumed = resume_run(p, ckpt_dir, fingerprint, state, strat, private, guard, dev) if p["resume"] else None
+    rated = rated_matrix(fed, guard, dev)
+    def checkpoint(s: RunState):
+        save_checkpoint(ckpt_dir, s.start, dict(round=s.start, params=p, fingerprint=fingerprint,
+                                                global_params={n: t.cpu() for n, t in s.global_params.items()},
+                                                strategy=strat.state_dict(), private=None if private is None else private.state_dict(),
+                                                defences=guard.state_dict(), history=s.history, client_last=s.client_last,
+                                                client_losses=s.client_losses, rng=rng_states()))
+    run_rounds(runtime, fed, p, strat, guard, state, rated, checkpoint, progress)
+    results = run_results(p, fed, state, runtime, guard, rated, dev)
+    results["resume"] = resumed
+    rec = FederatedRecommender.from_trained(net, exp.features, fed.rating_scale, float(exp.train.rating.mean()), dev)
+    if ranking and p["objective"] != "implicit": results["final"].update(_ranking(rec, exp))
+    write_run_results(out, results, results["rounds"], results["clients"])
     if plots: plot_federated(results, out)
     return dict(results, recommender=rec, experiment=exp)
+
+def resume_run(p, ckpt_dir, fingerprint, state: RunState, strat, private, guard: Defences, device) -> dict:
+    "Restore the last checkpoint in `ckpt_dir` into the run's state (after checking it belongs to this run); what was resumed."
+    ck = latest_checkpoint(ckpt_dir)
+    if ck is None:
+        note = f"resume=True but no checkpoint in {ckpt_dir}: started fresh"
+        print(note); return dict(checkpoint=None, from_round=0, note=note)
+    s = load_checkpoint(ck)
+    check_resume(s, ck, p, fingerprint)
+    state.global_params = {n: t.to(device) for n, t in s["global_params"].items()}
+    strat.load_state_dict(s["strategy"])
+    if private is not None: private.load_state_dict(s["private"])
+    if s.get("defences"): guard.load_state_dict(s["defences"])
+    state.history, state.client_last, state.client_losses, state.start = s["history"], s["client_last"], s["client_losses"], s["round"]
+    set_rng_states(s["rng"])
+    return dict(checkpoint=str(ck), from_round=int(s["round"]))
 
 # %% ../nbs/06_federated.ipynb #2f7ef4f3
 class FederatedRecommender(Recommender):
@@ -387,7 +503,7 @@ class FederatedRecommender(Recommender):
     name = "neural"
     def __init__(self, model="hybrid", embedding_dim=32, epochs=10, batch_size=256, lr=1e-3, seed=0, device="auto"):
         self.model, self.embedding_dim, self.epochs, self.batch_size, self.lr, self.seed = model, embedding_dim, epochs, batch_size, lr, seed
-        self.device = _as_device(device)
+        self.device = as_device(device)
 
     @classmethod
     def from_trained(cls, net, features, rating_scale, fallback, device="cpu"):

@@ -20,9 +20,9 @@ __all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 's
            'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
            'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'topn_sums', 'topn_metrics_from_sums',
            'node_topn_sums', 'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes',
-           'serve', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
-           'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
-           'serve_secagg', 'make_secagg_server_app']
+           'FlowerRuntime', 'serve', 'SecAggFinal', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port',
+           'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient',
+           'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06g_flower.ipynb #31c90490
 import math
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, _as_device, flatten_update,
+from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .data import Features, cache_dir
 from .defences import Defences, round_participants
@@ -38,8 +38,9 @@ from .experiment import ParameterError, atomic_write, check_number, load_results
 from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,
                                   sample_clients, save_clients)
 from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
-from .federated import (FederatedRecommender, _defences, add_sums, client_spread,
-                                 eval_sums, load_params, metrics_from_sums, personal_scorer, plot_federated, _topn, topn_suffixes)
+from .federated import (FederatedRecommender, Runtime, RunState, add_sums, client_spread, eval_sums, load_params,
+                                 metrics_from_sums, personal_scorer, plot_federated, rated_matrix, run_defences, run_results,
+                                 run_rounds, sum_accepted, topn_record, topn_suffixes)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
 from .records import round_record, weighted_mean, write_run_results
 from .robust import unstack
@@ -145,7 +146,7 @@ def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
     net = federation_model(params, feats, tuple(m["rating_scale"]))   # the network `build_federation` builds
     if set(dict(net.named_parameters())) != set(m["initial_params"]):
         raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
-    dev = _as_device(device)
+    dev = as_device(device)
     node = Node(params, client, feats.to(dev), net.to(dev), {n: t.to(dev) for n, t in m["initial_params"].items()},
                 tuple(m["rating_scale"]), dev, folder)
     _NODE_CACHE[key] = node
@@ -344,7 +345,7 @@ def _implicit_metrics(fed: Federation, glob: dict, topn) -> dict:
     "Objective 'implicit': `test_hr@10` and `test_ndcg@10` (sampled) of the model `glob` on every user's held-out item, as `run_federated` records them."
     t = time.perf_counter()
     load_params(fed.model, glob)
-    m = _topn(fed.model, topn)
+    m = topn_record(fed.model, topn)
     return dict(**m, **client_spread(np.full(fed.params["num_clients"], np.nan)), clients_evaluated=int(sum(c.n_test > 0 for c in fed.clients)),
                 eval_seconds=time.perf_counter() - t)
 
@@ -360,92 +361,102 @@ def _node_topn_metrics(fed: Federation, glob: dict, topn: ImplicitData, sums: di
                 **client_spread(np.full(fed.params["num_clients"], np.nan)), clients_evaluated=len(sums),
                 eval_seconds=nodes + time.perf_counter() - t)
 
-def _finish(p: dict, fed: Federation, glob: dict, history: list, client_last: dict, sums: dict, extra_final: dict,
-            client_losses: dict | None = None) -> dict:
-    "Write results.json (as `run_federated`'s), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
-    out, N = Path(p["output_dir"]), fed.params["num_clients"]
-    c_mae, c_rmse = _client_errors(sums, N)
-    clients = [dict(cid=c.cid, n_train=c.n_train, n_test=c.n_test, n_users=int(torch.unique(c.users).numel()), last_round=client_last.get(c.cid, {}).get("round", 0),
-                    train_loss=client_last.get(c.cid, {}).get("train_loss", float("nan")),
-                    local_mae=client_last.get(c.cid, {}).get("local_mae", float("nan")),
-                    local_rmse=client_last.get(c.cid, {}).get("local_rmse", float("nan")),
-                    global_mae=c_mae[c.cid], global_rmse=c_rmse[c.cid]) for c in fed.clients]
-    final = {k: v for k, v in history[-1].items() if k.startswith("test_") or k.startswith("client_mae")}
-    final.update(rounds=len(history), engine="flower", device=str(_as_device(p["device"])), clients_evaluated=len(sums),
-                 train_seconds=float(sum(h["train_seconds"] for h in history)), **extra_final)
-    results = dict(params=p, rounds=history, clients=clients, final=final,
-                   client_losses={str(k): v for k, v in sorted((client_losses if client_losses is not None else
-                                  {k: [[v["round"], v["train_loss"]]] for k, v in client_last.items()}).items())})
-    private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
-    atomic_write(out / "global_params.pt", lambda t: torch.save({n: v.cpu() for n, v in glob.items() if n not in private}, t))
-    write_run_results(out, results, history, clients)
-    _SERVED[str(out)] = (fed, glob)
-    return results
+class FlowerRuntime(Runtime):
+    """Flower's runtime for `run_rounds`: each round's plan goes to every node in one message (the shared model, who trains,
+    whose last update was accepted), the replies come back as `ClientResult`s for `sum_accepted`. The nodes evaluate the
+    previous model in the next message (ratings, or top-N with private rows), so a round's test figures arrive one exchange
+    later; top-N with shared rows is ranked here."""
+    name, checkpoints = "flower", False
+    def __init__(self, grid: Grid, nodes: list, fed: Federation, p: dict):
+        self.grid, self.nodes, self.fed, self.p, self.net = grid, nodes, fed, p, fed.model
+        self.features, self.private = fed.features, tuple(fed.model.user_params) if p["private_user_embeddings"] else ()
+        self.implicit = p["objective"] == "implicit"
+        self.on_nodes = not self.implicit or bool(self.private)   # the nodes evaluate and send sums
+        self.topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if self.implicit else None
+        self.pending, self.accepted, self.sums, self.topn_final, self.last = None, [], {}, {}, {}
+
+    def _exchange(self, glob: dict, round_idx: int, train: list, final: bool = False):
+        shared = arrays_record({n: t for n, t in glob.items() if n not in self.private})
+        replies, errors, sent = _exchange(self.grid, self.nodes, shared, round_idx, train, self.pending is not None,
+                                          self.p["round_timeout"], final=final, accepted=self.accepted)
+        sums, results, refused = _parse(replies, glob)
+        if self.pending is not None: self._fill(sums, final)
+        return results, refused, errors, sent
+
+    def _fill(self, sums: dict, final: bool):
+        "The test figures of the pending round, from the nodes' sums of the model it left (and the server's own for no one's rows)."
+        rec, glob = self.pending
+        self.pending, self.sums = None, sums
+        if not self.implicit:
+            self.last = _orphan_metrics(self.fed, glob, sums); rec.update(self.last); return
+        m = _node_topn_metrics(self.fed, glob, self.topn, sums, topn_suffixes(self.net, final))
+        self.topn_final = {k: v for k, v in m.items() if k.endswith(("_full", "_global_items"))}   # the last exchange's
+        self.last = {k: v for k, v in m.items() if k not in self.topn_final}
+        rec.update(self.last)
+        rec["seconds"] += rec["eval_seconds"]
+
+    def train(self, plan, global_params):
+        results, refused, errors, sent = self._exchange(global_params, plan.round_idx, [int(c.cid) for c in plan.clients])
+        upd = sum_accepted(results + [ClientResult(x["cid"], 0, {}, {}) for x in refused], plan, global_params, self.private)
+        upd.rejected = sorted(upd.rejected + refused, key=lambda x: x["cid"])   # a node's own refusal counts as the server's
+        for s in upd.client_stats:
+            why = next((x["reason"] for x in refused if x["cid"] == s["cid"]), None)
+            if why is not None: s["rejected"] = why
+        bad = {x["cid"] for x in upd.rejected}
+        self.accepted = [r.cid for r in results if r.cid not in bad]   # these nodes keep their new private rows
+        upd.node_errors, upd.extra = errors, dict(bytes_sent=sent)
+        return upd
+
+    def evaluate(self, global_params, record):
+        if self.on_nodes: self.pending = (record, {n: t.clone() for n, t in global_params.items()})   # the next exchange
+        else:
+            record.update(_implicit_metrics(self.fed, global_params, self.topn)); record["seconds"] += record["eval_seconds"]
+
+    def final(self, global_params):
+        if self.on_nodes: self._exchange(global_params, self.p["rounds"], [], final=True)   # the last round's evaluation
+        N = self.p["num_clients"]
+        if self.implicit and not self.on_nodes:   # ranked here: both protocols (`full`: every item the user did not rate in training)
+            load_params(self.net, global_params)
+            m = {f"{k}{s}": v for s in ("", "_full")
+                 for k, v in topn_record(self.net, self.topn, "full" if s else "sampled").items()}
+        else:   # the final model's figures, from the nodes' sums of the last exchange
+            m = {**{k: v for k, v in self.last.items() if k.startswith("test_")}, **self.topn_final}
+        c_mae, c_rmse = _client_errors(self.sums, N) if not self.implicit else (np.full(N, np.nan), np.full(N, np.nan))
+        return m, c_mae, c_rmse
 
 def serve(grid: Grid, params: dict) -> dict:
-    "Run the experiment `params` over the nodes of `grid`; write and return the results (as `run_federated`'s results.json)."
+    "Run the experiment `params` over the nodes of `grid` with the one loop (`run_rounds`); write and return results.json."
     check_flower_params(params)
     if params.get("secure_aggregation"):
         raise ParameterError("parameter secure_aggregation=True: this is the plain app; SecAgg+ runs as its own app "
                              "(flwr run flower_app/secagg ..., or run_flower(params) in simulation)")
     fed = build_federation(dict(params, engine="sequential"))
-    p, net, N = {**params, **fed.params, "engine": "flower"}, fed.model, fed.params["num_clients"]
-    out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
-    strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
-    glob = {n: t.clone() for n, t in fed.initial_params.items()}
-    private = set(net.user_params) if p["private_user_embeddings"] else set()
-    guard, rated = _defences(p, fed, net), None   # the built-in engines' `Defences`: sampling, attackers, robust mean, DP
-    if guard.target is not None:
-        (u, i, _), rated = fed.train, torch.zeros(fed.features.n_users, fed.features.n_items, dtype=torch.bool)
-        rated[u, i] = True
-    moved = clients_nbytes(net, glob, fed.clients, tuple(private))   # what each client's round moves (sparse rows), as the engines count it
-    nodes = wait_for_nodes(grid, N, p["node_timeout"])
-    implicit = p["objective"] == "implicit"   # shared rows: the server ranks each user's held-out item itself
-    on_nodes = not implicit or bool(private)  # ratings, or private rows: the nodes evaluate (the next message) and send sums
-    topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if implicit else None   # 99 shared negatives
-    history, client_last, client_losses, topn_final, accepted = [], {}, {}, {}, []
-    for r in range(p["rounds"] + (1 if on_nodes else 0)):
-        t0 = time.perf_counter()
-        drawn, chosen, fakes = guard.participants(r) if r < p["rounds"] else (np.zeros(0, np.int64),) * 2 + (0,)
-        shared_rec = arrays_record({n: t for n, t in glob.items() if n not in private})
-        replies, errors, down = _exchange(grid, nodes, shared_rec, r, chosen.tolist(), r > 0 and on_nodes, p["round_timeout"],
-                                          final=r == p["rounds"], accepted=accepted)
-        sums, results, refused = _parse(replies, glob)
-        if r > 0 and not implicit: history[-1].update(_orphan_metrics(fed, glob, sums))   # the previous round's model
-        elif r > 0 and on_nodes:   # implicit, private rows: the nodes ranked their own users with the previous round's model
-            m = _node_topn_metrics(fed, glob, topn, sums, topn_suffixes(net, r == p["rounds"]))
-            topn_final = {k: v for k, v in m.items() if k.endswith(("_full", "_global_items"))}   # the last exchange's
-            history[-1].update({k: v for k, v in m.items() if k not in topn_final})
-            history[-1]["seconds"] += history[-1]["eval_seconds"]
-        if r == p["rounds"]: break
-        extra = {}
-        if guard.per_client:   # attackers, robust aggregation or DP: `Defences.combine` over the clients' own rows
-            glob, rejected, skipped, extra = _defended_round(guard, strat, glob, results, private, r, fakes)
-        else:
-            glob = strat.aggregate(glob, results)
-            rejected, skipped = strat.last_round["rejected"], strat.last_round["skipped"]
-        rejected = sorted(refused + rejected, key=lambda x: x["cid"])   # a node's own refusal counts as the server's
-        accepted = [res.cid for res in results if res.cid not in {x["cid"] for x in rejected}]
-        if guard.epsilons is not None: extra["epsilon"] = guard.epsilon(r)
-        if rated is not None: load_params(net, glob); extra["er@10"] = guard.exposure(net, fed.features, rated)
-        extra.pop("note", None)
-        if extra.get("selected") is not None: extra["selected"] = len(extra["selected"])
-        for res in results:
-            client_last[res.cid] = dict(res.stats, n_train=res.n_train, round=r + 1)
-            client_losses.setdefault(res.cid, []).append([r + 1, res.stats["train_loss"]])
-        t_train = time.perf_counter() - t0
-        stats = [dict(res.stats, cid=res.cid, n_train=res.n_train) for res in results] + [dict(cid=x["cid"], n_train=0) for x in refused]
-        nbytes = sum(moved[k] for k in chosen)
-        history.append(round_record(r, stats, len(drawn), len(chosen), rejected, skipped, p["local_epochs"], t_train, nbytes, nbytes,
-                                    errors, **extra, bytes_sent=down))   # seconds: the exchange, its training and the last evaluation
-        if implicit and not on_nodes:   # this round's model, ranked on the server as `run_federated` does
-            history[-1].update(_implicit_metrics(fed, glob, topn)); history[-1]["seconds"] += history[-1]["eval_seconds"]
-    final = _defence_final(p, fed, guard, rated, glob)
-    if implicit and on_nodes: final = {**topn_final, **final}   # the nodes' `full` sums (and the global item rows')
-    elif implicit:   # and at the end under `full` as well (every item the user did not rate in training)
-        load_params(net, glob)
-        final = {**{f"{k}_full": v for k, v in _topn(net, topn, "full").items()}, **final}
-    return _finish(p, fed, glob, history, client_last, sums, final, client_losses)
+    p = {**params, **fed.params, "engine": "flower"}
+    Path(p["output_dir"]).mkdir(parents=True, exist_ok=True)
+    strat, guard = make_strategy(p["strategy"], p["server_lr"], p["mu"]), run_defences(p, fed, fed.model)
+    state = RunState({n: t.clone() for n, t in fed.initial_params.items()})
+    runtime = FlowerRuntime(grid, wait_for_nodes(grid, p["num_clients"], p["node_timeout"]), fed, p)
+    rated = rated_matrix(fed, guard)
+    run_rounds(runtime, fed, p, strat, guard, state, rated)
+    results = run_results(p, fed, state, runtime, guard, rated, as_device(p["device"]))
+    return _finish(p, fed, state.global_params, results)
+
+class SecAggFinal(Runtime):
+    "What the SecAgg+ workflow's own round leaves for `run_results`: the final model's figures from the nodes' last sums."
+    name, checkpoints = "flower", False
+    def __init__(self, fed: Federation, sums: dict, last: dict):
+        self.fed, self.sums, self.last, self.features = fed, sums, last, fed.features
+    def final(self, global_params):
+        return ({k: v for k, v in self.last.items() if k.startswith("test_")}, *_client_errors(self.sums, self.fed.params["num_clients"]))
+
+def _finish(p: dict, fed: Federation, glob: dict, results: dict) -> dict:
+    "Write results.json (`run_results`), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
+    out = Path(p["output_dir"])
+    private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
+    atomic_write(out / "global_params.pt", lambda t: torch.save({n: v.cpu() for n, v in glob.items() if n not in private}, t))
+    write_run_results(out, results, results["rounds"], results["clients"])
+    _SERVED[str(out)] = (fed, glob, results)
+    return results
 
 def make_server_app(params: dict | None = None) -> ServerApp:
     "A `ServerApp` running `serve`; `params` None: read them from the run config (a deployment)."
@@ -457,33 +468,8 @@ def make_server_app(params: dict | None = None) -> ServerApp:
 
 server_app = make_server_app()   # what `flower_app/pyproject.toml` names as the serverapp component
 
-# %% ../nbs/06g_flower.ipynb #e3c4ba25
-def _client_updates(results: list, layout: dict, device) -> ClientUpdates:
-    "The accepted `ClientResult`s, in the order given (the sampled clients'), as `ClientUpdates`: one `flatten_update` row each."
-    P = sum(math.prod(s) for s in layout.values())
-    rows = [flatten_update(r.update, layout, device) for r in results]
-    return ClientUpdates([r.cid for r in results], [r.n_train for r in results],
-                         torch.stack([v for v, _ in rows]) if rows else torch.zeros(0, P, device=device),
-                         torch.stack([m for _, m in rows]) if rows else torch.zeros(0, P, dtype=torch.bool, device=device),
-                         layout)
-
-def _defended_round(guard: Defences, strat, glob: dict, results: list, private: set, round_idx: int, fakes: int):
-    "Check each update, combine the accepted ones with `Defences.combine`, apply the strategy's step: `(new glob, rejected, skipped, record)`."
-    accepted, rejected = accept_updates(results, glob)
-    ups = _client_updates(accepted, update_layout(glob, private), next(iter(glob.values())).device)
-    delta, extra = guard.combine(ups, glob, strat, round_idx, fakes)
-    new = {n: t.clone() for n, t in glob.items()}
-    if delta is None: print(f"round {round_idx + 1}: no update to apply ({extra.get('note', 'no client answered')}), round skipped")
-    else: strat.apply(new, delta)
-    return new, rejected, delta is None, extra
-
-def _defence_final(p: dict, fed: Federation, guard: Defences, rated, glob: dict) -> dict:
-    "The final figures of the defences (as `run_federated`'s): epsilon and its accountant, ER@10 and the attack's size."
-    if rated is not None: load_params(fed.model, glob)
-    return guard.final(fed.model, fed.features, rated)
-
 # %% ../nbs/06g_flower.ipynb #97faf865
-_SERVED: dict = {}   # output_dir -> (Federation, final global parameters) of a ServerApp run in this process
+_SERVED: dict = {}   # output_dir -> (Federation, final global parameters, results) of a ServerApp run in this process
 
 def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False, plots: bool = False) -> dict:
     "Run the experiment `params` through Flower's simulation runtime (Ray backend, one SuperNode per client); the results, and the served `recommender` (None with private rows)."
@@ -500,9 +486,10 @@ def run_flower(params: dict, num_cpus: int | None = None, verbose: bool = False,
     run_simulation(*apps, num_supernodes=p["num_clients"], backend_config=backend, verbose_logging=verbose)
     if not res_file.exists() or res_file.stat().st_mtime_ns == before:
         raise RuntimeError(f"the Flower simulation ended without writing {res_file}: see Flower's log above")
-    results, served = load_results(out), _SERVED.pop(str(out), None)
+    served = _SERVED.pop(str(out), None)   # (federation, final parameters, results) of the ServerApp in this process
+    results = served[2] if served is not None else load_results(out)
     if plots: plot_federated(results, out)
-    return dict(results, recommender=_recommender(*served) if served is not None else None,
+    return dict(results, recommender=_recommender(*served[:2]) if served is not None else None,
                 experiment=served[0].experiment if served is not None else None)
 
 def _recommender(fed: Federation, glob: dict):
@@ -510,7 +497,7 @@ def _recommender(fed: Federation, glob: dict):
     if fed.params["private_user_embeddings"]: return None
     load_params(fed.model, glob)
     return FederatedRecommender.from_trained(fed.model, fed.features, fed.rating_scale,
-                                             float(fed.experiment.train.rating.mean()), _as_device(fed.params["device"]))
+                                             float(fed.experiment.train.rating.mean()), as_device(fed.params["device"]))
 
 def check_flower_params(p: dict):
     "Raise `ParameterError` for an invalid experiment, privacy or robustness parameter, or Flower-only setting."
@@ -716,7 +703,8 @@ class SecAggFedStrategy(Strategy):
         private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
         self.glob = {n: t.clone() for n, t in fed.initial_params.items()}
         self.layout = update_layout(self.glob, private)
-        self.history, self.client_last, self.sums, self.t0 = [], {}, {}, time.perf_counter()
+        self.history, self.client_last, self.client_losses, self.sums, self.last = [], {}, {}, {}, {}
+        self.t0 = time.perf_counter()
         self.step = 2 * float(p["secagg_clipping_range"]) / int(p["secagg_quantization_range"])   # one quantization step
         self.max_weight = float(max(c.n_train for c in fed.clients)) if self.strat.weighted else 1.0  # every weight <= it: no overflow
         self.moved = clients_nbytes(fed.model, self.glob, fed.clients, tuple(private))
@@ -746,7 +734,9 @@ class SecAggFedStrategy(Strategy):
         self.strat.apply(self.glob, unstack(torch.from_numpy(mean).float(), self.layout))
         ratio = sum(int(s["n_train"]) if self.strat.weighted else 1 for s in stats) / self.max_weight   # the summed weights
         bound = self.step * len(stats) / max(ratio, 1e-12)   # each trained client's rounding moves the sum by < one step
-        for s in stats: self.client_last[int(s["cid"])] = dict(s, round=r + 1)
+        for s in stats:
+            self.client_last[int(s["cid"])] = dict(s, round=r + 1)
+            self.client_losses.setdefault(int(s["cid"]), []).append([r + 1, s["train_loss"]])
         self._record(r, stats, skipped=False, failures=failures, secagg_error_bound=bound)
         return self._parameters(), {}
 
@@ -762,7 +752,8 @@ class SecAggFedStrategy(Strategy):
     def aggregate_evaluate(self, server_round, results, failures):
         self.sums = {int(er.metrics["cid"]): {k: v for k, v in er.metrics.items() if k != "cid"} for _, er in results}
         for s in self.sums.values(): s["count"] = int(s["count"])
-        self.history[-1].update(_orphan_metrics(self.fed, self.glob, self.sums))
+        self.last = _orphan_metrics(self.fed, self.glob, self.sums)
+        self.history[-1].update(self.last)
         return self.history[-1]["test_mse"], {}
 
     def evaluate(self, server_round, parameters): return None   # the held-out rows no node owns join the nodes' sums above
@@ -782,8 +773,11 @@ def serve_secagg(grid: Grid, context: Context, params: dict) -> dict:
         clipping_range=float(p["secagg_clipping_range"]), quantization_range=int(p["secagg_quantization_range"]),
         timeout=float(p["round_timeout"])))
     workflow(grid, LegacyContext(context=context, config=ServerConfig(num_rounds=p["rounds"]), strategy=strategy))
-    return _finish(p, fed, strategy.glob, strategy.history, strategy.client_last, strategy.sums,
-                   dict(secure_aggregation="secagg+", secagg_quantization_step=strategy.step))
+    guard = run_defences(p, fed, fed.model)
+    state = RunState(strategy.glob, strategy.history, strategy.client_last, strategy.client_losses, p["rounds"])
+    results = run_results(p, fed, state, SecAggFinal(fed, strategy.sums, strategy.last), guard, rated_matrix(fed, guard),
+                          as_device(p["device"]), secure_aggregation="secagg+", secagg_quantization_step=strategy.step)
+    return _finish(p, fed, strategy.glob, results)
 
 def make_secagg_server_app(params: dict | None = None) -> ServerApp:
     "A `ServerApp` running `serve_secagg`; `params` None: read them from the run config (a deployment)."

@@ -15,7 +15,7 @@ from .experiment import ParameterError, atomic_write, save_results
 
 # %% auto #0
 __all__ = ['data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume',
-           'weighted_mean', 'round_record', 'write_run_results']
+           'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results']
 
 # %% ../nbs/06g_records.ipynb #1b2670ec
 import hashlib, pickle
@@ -76,13 +76,13 @@ def check_resume(state: dict, path, params: dict, fingerprint: dict):
         raise ParameterError(f"parameter rounds={params['rounds']}: below round {state['round']} of checkpoint {path} "
                              f"(give rounds >= {state['round']}, or another checkpoint_dir)")
 
-def _rng_states():
+def rng_states():
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
                            cached=float(cached)))
 
-def _set_rng_states(s):
+def set_rng_states(s):
     "Restore the random states (all CPU tensors, as `load_checkpoint` reads them)."
     torch.set_rng_state(s["torch"].cpu())
     if s.get("cuda") and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .client import ClientResult, SparseRows, accept_updates, _accumulate
+from .client import ClientResult, SparseRows, accept_updates, accumulate
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'STRATEGY_CLASSES', 'FedAvg', 'FedAvgUnweighted', 'FedProx', 'FedAvgM', 'FedAdam', 'FedYogi',
@@ -41,7 +41,7 @@ class FedAvg:
         if not accepted: return new                              # every update rejected: the model stays
         w = self.client_weights([r.n_train for r in accepted])
         delta = {n: torch.zeros_like(global_params[n]) for n in sorted({n for r in accepted for n in r.update})}
-        for k, r in enumerate(accepted): _accumulate(delta, r.update, float(w[k]))
+        for k, r in enumerate(accepted): accumulate(delta, r.update, float(w[k]))
         self.apply(new, delta)
         return new
     def state_dict(self): return {k: dict(v) for k, v in self.state.items()}

@@ -14,7 +14,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .data import Features, take_rows
-from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, _as_device, client_generator, ClientUpdates,
+from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
 from .implicit import interaction_keys, sample_train_negatives, implicit_loss_from_scores
@@ -335,7 +335,7 @@ def _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, f
 def default_max_clients(model, device="cpu") -> int:
     "Clients per group: as many as fit 16M dense floats (64M on CUDA), between 16 and 1,024."
     dense = _sizes(model)[0]
-    budget = 64_000_000 if _as_device(device).type == "cuda" else 16_000_000
+    budget = 64_000_000 if as_device(device).type == "cuda" else 16_000_000
     return int(min(1024, max(16, budget // max(dense, 1))))
 
 def local_train_vectorized(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
@@ -355,7 +355,7 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                           ) -> RoundUpdate:
     "Train all `clients` from the global parameters, many at once; the same `RoundUpdate` as `local_train_sequential`."
     if (why := unsupported_reason(model)) is not None: raise NotImplementedError(why)
-    device = _as_device(device)
+    device = as_device(device)
     old_threads = torch.get_num_threads()
     if num_threads and device.type == "cpu": torch.set_num_threads(num_threads)
     try: return _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private,
@@ -526,7 +526,7 @@ def relative_difference(a: dict, b: dict) -> dict:
 # %% ../nbs/06c_vectorized.ipynb #28e0f6f4
 def peak_memory(device="cpu") -> int:
     "Peak memory in bytes: `torch.cuda.max_memory_allocated` on CUDA, the process's peak RSS on CPU."
-    device = _as_device(device)
+    device = as_device(device)
     if device.type == "cuda": return int(torch.cuda.max_memory_allocated(device))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux

@@ -1,5 +1,5 @@
 """The implicit objective (issue 12) on Flower: nodes train with `train_client`'s own negatives; with shared user rows the
-server ranks each user's held-out item with the built-in engine's `_topn`, with private rows (and pfedrec's kept item
+server ranks each user's held-out item with the built-in engine's `topn_record`, with private rows (and pfedrec's kept item
 rows) each node ranks its own users and sends sums; a simulation gives the sequential engine's figures either way.
 
 Each simulation runs on one Ray CPU (about 20 s on two cores) on a small synthetic ratings file.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fedrec_nb.client import (ClientData, LocalConfig, PrivateState, SparseRows, train_client, transfer_nbytes, update_nbytes,
-                              _accumulate)
+                              accumulate)
 from fedrec_nb.data import encode_features, encode_ratings, load_dataset, split_ratings
 from fedrec_nb.federated import (add_sums, build_clients, eval_sums, evaluate_global, load_params, local_train_sequential,
                                  metrics_from_sums, run_federated, sample_clients)
@@ -46,7 +46,7 @@ def test_a_loop_over_train_client_is_the_sequential_engine(fed, model, private, 
     delta = {n: torch.zeros_like(t) for n, t in g.items() if not (private and n in net.user_params)}
     for k, c in enumerate(sampled):
         res = train_client(net, g, c, ps.get(c)[1] if private else None, cfg, 3, 1, f)
-        _accumulate(delta, res.update, float(w[k]))
+        accumulate(delta, res.update, float(w[k]))
         assert res.stats["train_loss"] == ref.client_stats[k]["train_loss"]
     assert set(delta) == set(ref.delta)
     for n in delta: assert torch.equal(delta[n], ref.delta[n]), n
