@@ -23,7 +23,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not torch.cuda.is_available(): sys.exit("bench_cuda_graphs.py: no CUDA device")
     os.environ.setdefault("FEDREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    from fedrec_nb.data import load_dataset, split_ratings, encode_features, encode_ratings
+    from fedrec_nb.splits import split_ratings
+    from fedrec_nb.features import encode_features, encode_ratings
+    from fedrec_nb.data import load_dataset
     from fedrec_nb.models import build_model
     from fedrec_nb.partitions import partition
     from fedrec_nb.federated import build_clients, FedAvg, LocalConfig, ClientData

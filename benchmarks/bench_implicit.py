@@ -31,7 +31,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     from fedrec_nb.client import ClientData, LocalConfig, PrivateState
-    from fedrec_nb.data import encode_ratings
+    from fedrec_nb.features import encode_ratings
     from fedrec_nb.experiment import prepare_experiment
     from fedrec_nb.federated import local_train_sequential, personal_scorer, load_params, serving_params
     from fedrec_nb.implicit import evaluate_topn, implicit_data

@@ -1,5 +1,5 @@
 """Reading a 1,000,209-line ML-1M-format ratings.dat: the seed's pd.read_csv(sep='::', engine='python') against
-fedrec_nb.data.read_ml1m_ratings, side by side in one run.
+fedrec_nb.movielens.read_ml1m_ratings, side by side in one run.
 
     python benchmarks/bench_read_ml1m.py [--repeat 3]
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedrec_nb.data import load_dataset, read_ml1m_ratings
+from fedrec_nb.movielens import read_ml1m_ratings
+from fedrec_nb.data import load_dataset
 
 
 def best_of(f, repeat):

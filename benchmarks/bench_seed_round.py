@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 from sklearn.metrics import mean_absolute_error
 from sklearn.preprocessing import LabelEncoder, MultiLabelBinarizer, OneHotEncoder
 
-from fedrec_nb.data import encode_ratings, load_dataset, split_ratings, encode_features
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_ratings, encode_features
+from fedrec_nb.data import load_dataset
 from fedrec_nb.federated import ClientData, LocalConfig, local_train_sequential
 from fedrec_nb.models import build_model
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from fedrec_nb.client import LocalConfig, train_client, update_nbytes, update_problem, accumulate
-from fedrec_nb.data import encode_ratings
+from fedrec_nb.features import encode_ratings
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import build_clients, evaluate_global, load_params, make_strategy, sample_clients, transfer_nbytes
 from fedrec_nb.models import build_model

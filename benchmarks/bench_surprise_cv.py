@@ -2,14 +2,14 @@
 
 Prints, for SVD, KNNBasic (Surprise's default: user-based MSD, k=40), KNNBaseline and BaselineOnly, the measured
 RMSE/MAE next to the figures of Surprise's README and the difference; exits with status 1 if any difference exceeds
-the tolerance (0.006 by default). ML-100K is loaded with `fedrec_nb.data.load_movielens` (FEDREC_DATA, the cache,
+the tolerance (0.006 by default). ML-100K is loaded with `fedrec_nb.movielens.load_movielens` (FEDREC_DATA, the cache,
 or a checked download) and handed to Surprise with `Dataset.load_from_df(..., Reader(rating_scale=(1, 5)))`.
 
     python benchmarks/bench_surprise_cv.py [--data-dir DIR] [--tol 0.006] [--models SVD,KNNBasic] [--n-jobs 1]
 """
 import argparse, sys, time
 
-from fedrec_nb.data import load_movielens
+from fedrec_nb.movielens import load_movielens
 from fedrec_nb.mf_knn import PUBLISHED_ML100K, published_benchmark
 
 

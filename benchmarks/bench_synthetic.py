@@ -11,7 +11,7 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time
-from fedrec_nb.data import synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
 n = int(sys.argv[1]); nu = max(943, n // 150); ni = max(1682, int(nu * 0.6))
 t = time.perf_counter(); d = synthetic_movielens(n_users=nu, n_items=ni, n_ratings=n, seed=0)
 s = time.perf_counter() - t

@@ -90,7 +90,9 @@ def plain_loop(net, gp, clients, weights, features, cfg, seed, round_idx, device
 def main(argv=None):
     a = parse(argv)
     os.environ.setdefault("FEDREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    from fedrec_nb.data import load_dataset, split_ratings, encode_features, encode_ratings
+    from fedrec_nb.splits import split_ratings
+    from fedrec_nb.features import encode_features, encode_ratings
+    from fedrec_nb.data import load_dataset
     from fedrec_nb.models import build_model
     from fedrec_nb.partitions import partition
     from fedrec_nb.federated import build_clients, local_train_sequential, FedAvg, LocalConfig, PrivateState

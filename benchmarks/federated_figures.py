@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from fedrec_nb.baselines import BiasModel, ItemMean
-from fedrec_nb.data import encode_ratings
+from fedrec_nb.features import encode_ratings
 from fedrec_nb.experiment import prepare_experiment, save_results
 from fedrec_nb.federated import run_federated, train_central, build_model
 from fedrec_nb.metrics import rating_metrics

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fedrec_nb.data import split_ratings  # noqa: E402
+from fedrec_nb.splits import split_ratings  # noqa: E402
 from fedrec_nb.experiment import atomic_write, prepare_experiment  # noqa: E402
 from fedrec_nb.federated import run_federated  # noqa: E402
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedrec_nb.data import encode_features, load_dataset, split_ratings
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features
+from fedrec_nb.data import load_dataset
 from fedrec_nb.experiment import atomic_write
 from fedrec_nb.implicit import CENTRAL_CONFIGS, central_topn, implicit_data, summarize_topn
 

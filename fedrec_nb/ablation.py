@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import encode_features, encode_ratings
+from .features import encode_features, encode_ratings
 from .experiment import Experiment, ParameterError, prepare_experiment
 from .federated import run_federated, train_central
 from .models import INPUT_GROUPS, build_model, check_drop

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import RatingsData, cold_start_users, index_of
+from .ratings import RatingsData
+from .splits import cold_start_users
+from .features import index_of
 from .metrics import rating_metrics
 
 # %% auto #0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Features
+from .features import Features
 from .models import model_inputs
 from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives, implicit_loss_from_scores
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .data import ML1M_AGES, RatingsData, age_group
+from .ratings import RatingsData
+from .movielens import ML1M_AGES, age_group
 from .experiment import atomic_write
 
 # %% auto #0

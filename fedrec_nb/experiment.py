@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import (DATASET_NAMES, SPLIT_METHODS, Features, RatingsData, encode_features, load_dataset,
-                            split_ratings)
+from .ratings import RatingsData
+from .splits import SPLIT_METHODS, split_ratings
+from .features import Features, encode_features
+from .data import DATASET_NAMES, load_dataset
 
 class ParameterError(ValueError):
     "An invalid notebook or function parameter; the message names it."

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import Features, encode_ratings
+from .features import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
                               update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device,
@@ -514,7 +514,7 @@ class FederatedRecommender(Recommender):
         return self
 
     def _fit(self, train, data):
-        from fedrec_nb.data import encode_features, encode_ratings
+        from fedrec_nb.features import encode_features, encode_ratings
         if data is None: raise ValueError("FederatedRecommender.fit needs `data` (users and items tables for the features)")
         self.features = encode_features(data); self._feats = self.features.to(self.device)
         torch.manual_seed(self.seed)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .client import ClientData
-from .data import Features, encode_ratings
+from .features import Features, encode_ratings
 from .experiment import Experiment, ParameterError, check_number, prepare_experiment, atomic_write
 from .models import IMPLICIT_MODELS, build_model
 from .partitions import PARTITIONS, partition as make_partition, client_of_user

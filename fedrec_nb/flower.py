@@ -32,7 +32,8 @@ import pandas as pd
 
 from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
-from .data import Features, cache_dir
+from .downloads import cache_dir
+from .features import Features
 from .defences import Defences, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import Features, id_order, index_of
+from .ratings import id_order
+from .features import Features, index_of
 from .experiment import ParameterError, check_choice, check_number
 from .models import IMPLICIT_MODELS, model_inputs, raw_score
 

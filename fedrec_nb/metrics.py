@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from .data import index_of, id_order, id_rank, unique_ids
+from .ratings import id_order, id_rank, unique_ids
+from .features import index_of
 from .experiment import ParameterError, check_choice, check_number
 
 # %% auto #0

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import Features
+from .features import Features
 
 # %% auto #0
 __all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF',

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .experiment import ParameterError, check_choice, check_dataset, check_number, check_output_dir, check_parameter_names
-from .data import SPLIT_METHODS
+from .splits import SPLIT_METHODS
 from .models import IMPLICIT_MODELS, MODELS, check_drop
 from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS

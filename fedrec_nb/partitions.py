@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import RatingsData
+from .ratings import RatingsData
 
 # %% auto #0
 __all__ = ['DEMOGRAPHIC_KEYS', 'PARTITIONS', 'check_partition', 'partition_iid', 'partition_by_user', 'partition_demographic',

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from .data import Features, take_rows
+from .features import Features, take_rows
 from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params

@@ -15,7 +15,7 @@ def pytest_configure(config):
 
 def _has_ml100k(d):
     "Whether folder `d` holds ML-100K in a form the loader reads: the zip, the folder or the kept recbole wheel."
-    from fedrec_nb.data import RECBOLE_WHEEL
+    from fedrec_nb.downloads import RECBOLE_WHEEL
     d = Path(d)
     return (d / "ml-100k.zip").is_file() or (d / "ml-100k").is_dir() or (d / RECBOLE_WHEEL["file"]).is_file()
 
@@ -24,7 +24,7 @@ def _has_ml100k(d):
 def data_dir():
     """The folder with the real ML-100K: FEDREC_DATA, else the cache that `python -m fedrec_nb.data fetch ml-100k`
     fills (scripts/test.sh runs it first); tests that need it are skipped without it."""
-    from fedrec_nb.data import cache_dir
+    from fedrec_nb.downloads import cache_dir
     for d in (os.environ.get("FEDREC_DATA"), cache_dir()):
         if d and _has_ml100k(d):
             return Path(d)

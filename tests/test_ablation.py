@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from fedrec_nb.ablation import ablation_table, run_grid
-from fedrec_nb.data import encode_features, encode_ratings, load_dataset, split_ratings
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features, encode_ratings
+from fedrec_nb.data import load_dataset
 from fedrec_nb.experiment import Experiment, ParameterError
 from fedrec_nb.federated import LocalConfig, build_clients, local_train_sequential
 from fedrec_nb.models import INPUT_GROUPS, build_model, check_drop

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fedrec_nb.client import ClientData, LocalConfig, PrivateState
-from fedrec_nb.data import encode_features, encode_ratings, synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
+from fedrec_nb.features import encode_features, encode_ratings
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.federated import local_train_sequential, run_federated
 from fedrec_nb.models import build_model

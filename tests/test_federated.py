@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fedrec_nb.data import encode_features, encode_ratings, load_dataset, split_ratings, synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features, encode_ratings
+from fedrec_nb.data import load_dataset
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.federated import (ClientData, LocalConfig, PrivateState, build_model, local_train_sequential,
                                  run_federated, latest_checkpoint)

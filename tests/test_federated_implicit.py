@@ -5,7 +5,9 @@ import torch
 
 from fedrec_nb.client import (NEGATIVES_STREAM, ClientData, LocalConfig, PrivateState, SparseRows, client_generator,
                               client_negatives, train_client)
-from fedrec_nb.data import encode_features, encode_ratings, split_ratings, synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features, encode_ratings
 from fedrec_nb.experiment import Experiment, ParameterError
 from fedrec_nb.parameters import resolve_params
 from fedrec_nb.federated import local_train_sequential, personal_scorer

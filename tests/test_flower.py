@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedrec_nb.data import load_movielens
+from fedrec_nb.movielens import load_movielens
 from fedrec_nb.federated import run_federated
 from fedrec_nb.flower import LocalDeployment, params_from_run_config, run_config_from_params, run_flower
 

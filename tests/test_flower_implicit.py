@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedrec_nb.data import synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
 from fedrec_nb.experiment import ParameterError, load_results
 from fedrec_nb.federated import run_federated
 from fedrec_nb.flower import LocalDeployment, check_flower_params, run_config_from_params, run_flower

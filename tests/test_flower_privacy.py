@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedrec_nb.data import synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.federated import run_federated
 from fedrec_nb.federation import build_federation

@@ -5,7 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fedrec_nb.data import LOO_TIES, encode_features, load_dataset, load_ratings, split_ratings
+from fedrec_nb.ratings import load_ratings
+from fedrec_nb.splits import LOO_TIES, split_ratings
+from fedrec_nb.features import encode_features
+from fedrec_nb.data import load_dataset
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.implicit import (ImplicitData, evaluate_topn, implicit_data, implicit_loss, implicit_loss_from_scores,
                                 interaction_keys, is_rated, model_scorer, popularity_scorer, sample_negatives,

@@ -191,7 +191,8 @@ def test_case_study_notebook(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["user_id"] == 5 and res["model"] == "bias" and len(res["recommendations"]) == 7
     assert [r["rank"] for r in res["recommendations"]] == list(range(1, 8))
-    from fedrec_nb.data import load_dataset, split_ratings
+    from fedrec_nb.splits import split_ratings
+    from fedrec_nb.data import load_dataset
     train, test = split_ratings(load_dataset("synthetic", seed=42).ratings, "random", 0.2, 42)
     rec_ids = [r["item_id"] for r in res["recommendations"]]
     assert not set(rec_ids) & set(train.item_id[train.user_id == 5])            # never an item rated in training

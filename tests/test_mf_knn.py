@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedrec_nb.data import find_movielens, split_ratings, synthetic_movielens
+from fedrec_nb.downloads import find_movielens
+from fedrec_nb.synthetic import synthetic_movielens
+from fedrec_nb.splits import split_ratings
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.mf_knn import (SURPRISE_MODELS, KNNModel, build_trainset, compare_with_surprise, make_model,
                               parse_model_keys, sample_pairs)

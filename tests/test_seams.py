@@ -8,7 +8,9 @@ import torch
 
 from fedrec_nb.client import (ClientData, LocalConfig, PrivateState, SparseRows, train_client, transfer_nbytes, update_nbytes,
                               accumulate)
-from fedrec_nb.data import encode_features, encode_ratings, load_dataset, split_ratings
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features, encode_ratings
+from fedrec_nb.data import load_dataset
 from fedrec_nb.federated import (add_sums, build_clients, eval_sums, evaluate_global, load_params, local_train_sequential,
                                  metrics_from_sums, run_federated, sample_clients)
 from fedrec_nb.models import build_model

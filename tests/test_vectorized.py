@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from fedrec_nb.data import encode_features, encode_ratings, load_dataset, split_ratings
+from fedrec_nb.splits import split_ratings
+from fedrec_nb.features import encode_features, encode_ratings
+from fedrec_nb.data import load_dataset
 from fedrec_nb.federated import (ClientData, LocalConfig, PrivateState, build_clients, local_train_sequential,
                                  make_strategy, run_federated)
 from fedrec_nb.models import build_model
