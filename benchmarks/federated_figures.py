@@ -17,7 +17,7 @@ from fedrec_nb.baselines import BiasModel, ItemMean
 from fedrec_nb.features import encode_ratings
 from fedrec_nb.experiment import prepare_experiment, save_results
 from fedrec_nb.federated import run_federated, train_central, build_model
-from fedrec_nb.metrics import rating_metrics
+from fedrec_nb.experiment import rating_metrics
 
 OUT = Path("runs/federated_figures")
 COMMON = dict(dataset="ml-100k", test_size=0.1, split="random", progress=False, plots=False, device="auto")

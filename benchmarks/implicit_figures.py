@@ -1,4 +1,4 @@
-"""Central top-N baselines on implicit feedback (nbs/05a_implicit.ipynb): ML-100K, leave-one-out, 3 seeds.
+"""Central top-N baselines on implicit feedback (nbs/05b_implicit.ipynb): ML-100K, leave-one-out, 3 seeds.
 
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/implicit_figures.py [--seeds 0,1,2] [--device cpu]
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/implicit_figures.py --sweep   # the light tuning
@@ -81,7 +81,7 @@ def main(argv=None):
         "HR@10 counts roughly the items in the full top 160.")
     out(f"total {time.perf_counter() - t0:.0f} s")
     atomic_write(LOG, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
-    import pandas as pd   # one row per model, seed and protocol: what nbs/06l_federated_ranking.ipynb reads
+    import pandas as pd   # one row per model, seed and protocol: what nbs/06n_federated_ranking.ipynb reads
     atomic_write(CSV, lambda p: pd.DataFrame([{k: v for k, v in r.items() if k != "per_user"} for r in rows]).to_csv(p, index=False))
     print(f"wrote {LOG.relative_to(LOG.parents[2])} and {CSV.name}")
 

@@ -1,4 +1,4 @@
-"""The figures of nbs/06k_privacy_robustness.ipynb: DP (epsilon against RMSE), untargeted attacks against every aggregator,
+"""The figures of nbs/06m_privacy_robustness.ipynb: DP (epsilon against RMSE), untargeted attacks against every aggregator,
 targeted item promotion against the defences. Mean and std over seeds.
 
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py dp [--seeds 0,1,2]

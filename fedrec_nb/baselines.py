@@ -11,7 +11,7 @@ import pandas as pd
 from .ratings import RatingsData
 from .splits import cold_start_users
 from .features import index_of
-from .metrics import rating_metrics
+from .experiment import rating_metrics
 
 # %% auto #0
 __all__ = ['BASELINES', 'HELD_OUT', 'IN_SAMPLE', 'Recommender', 'GlobalMean', 'BiasModel', 'ItemMean', 'UserMean', 'evaluate',

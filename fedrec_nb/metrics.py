@@ -15,22 +15,9 @@ from .features import index_of
 from .experiment import ParameterError, check_choice, check_number
 
 # %% auto #0
-__all__ = ['METRIC_FUNCTIONS', 'PROTOCOLS', 'DEFAULT_THRESHOLDS', 'TIE_RULES', 'rating_metrics', 'precision_at_k', 'recall_at_k',
-           'ndcg_at_k', 'map_at_k', 'hit_rate_at_k', 'mrr_at_k', 'catalogue_coverage', 'top_k', 'ranking_summary',
-           'pad_by_user', 'rated_ranking', 'full_ranking', 'sampled_ranking', 'evaluate_ranking']
-
-# %% ../nbs/05_ranking_metrics.ipynb #b7eb2b5a
-def rating_metrics(y_true, y_pred) -> dict:
-    "MAE, RMSE, MSE, MAPE (a fraction, as scikit-learn's) and R2 of predictions `y_pred` against `y_true`."
-    y, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
-    if y.shape != p.shape: raise ValueError(f"y_true {y.shape} and y_pred {p.shape} must have the same shape")
-    if len(y) == 0: raise ValueError("no ratings to score")
-    e = p - y
-    mse = float(np.mean(e ** 2))
-    var = float(np.var(y))
-    return dict(mae=float(np.mean(np.abs(e))), rmse=float(np.sqrt(mse)), mse=mse,
-                mape=float(np.mean(np.abs(e) / np.maximum(np.abs(y), np.finfo(np.float64).eps))),
-                r2=float(1 - mse / var) if var > 0 else float("nan"))
+__all__ = ['METRIC_FUNCTIONS', 'PROTOCOLS', 'DEFAULT_THRESHOLDS', 'TIE_RULES', 'precision_at_k', 'recall_at_k', 'ndcg_at_k',
+           'map_at_k', 'hit_rate_at_k', 'mrr_at_k', 'catalogue_coverage', 'top_k', 'ranking_summary', 'pad_by_user',
+           'rated_ranking', 'full_ranking', 'sampled_ranking', 'evaluate_ranking']
 
 # %% ../nbs/05_ranking_metrics.ipynb #fe1984a0
 def _hits(hits, n_relevant=None):

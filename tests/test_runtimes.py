@@ -33,7 +33,7 @@ import pytest
 import torch
 
 import fedrec_nb.flower as flower
-from fedrec_nb.data import synthetic_movielens
+from fedrec_nb.synthetic import synthetic_movielens
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import eval_sums, load_params, run_federated
 from fedrec_nb.federation import build_federation, federation_key, save_clients
