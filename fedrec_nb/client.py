@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .features import Features
 from .models import model_inputs
+from .objectives import OBJECTIVES
 from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives, implicit_loss_from_scores
 
 
@@ -321,7 +322,7 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     glob = {n: shared_params[n] for n, _ in model.named_parameters()}
     call = lambda params, b: torch.func.functional_call(model, params, (b,))
     fields = model_inputs(model)
-    implicit = cfg.objective == "implicit"
+    implicit = OBJECTIVES[cfg.objective].negatives
     g = client_generator(seed, round_idx, c.cid)
     negs = (client_negatives(c, glob[model.item_params[0]].shape[0], cfg, client_generator(seed, round_idx, c.cid, NEGATIVES_STREAM))
             if implicit else None)   # their own stream: the batch orders are the rating objective's
@@ -358,7 +359,7 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
             update[n] = rows if sparse else rows.dense(glob[n].shape[0])
         new_private = {n: params[n].detach() for n in private_names} if private_rows is not None else None
         own_items = ({n: SparseRows(items, params[n].detach()) for n in model.item_params}
-                     if private_rows is not None and getattr(model, "personal_items", False) else None)
+                     if private_rows is not None and model.personal_items else None)
         if implicit:   # no rating to compare with: the figures are the loss alone
             return ClientResult(c.cid, c.n_train, update, dict(train_loss=float(torch.stack(losses).mean()) if losses else nan,
                                                                local_mae=nan, local_rmse=nan), new_private, own_items)

@@ -23,22 +23,24 @@ from .client import (ClientData, LocalConfig, client_generator, PrivateState, Sp
 from .vectorized import local_train_vectorized, supports as vectorized_supports
 from .strategies import STRATEGIES, STRATEGY_CLASSES, FedAvg, FedAvgUnweighted, FedProx, FedAvgM, FedAdam, FedYogi, make_strategy
 from .experiment import ParameterError, check_number, save_results, atomic_write
-from .federation import check_clients_fit, local_config, Federation, build_federation, load_client, save_clients
+from .federation import (check_clients_fit, local_config, private_names, Federation, build_federation, load_client,
+                                  save_clients)
 from .parameters import PARAMS, resolve_params, with_parameters
+from .objectives import OBJECTIVES
 from .experiment import rating_metrics
 from .metrics import evaluate_ranking
 from .baselines import Recommender
 from .defences import Defences
-from .implicit import implicit_data, evaluate_topn, model_scorer
+from .implicit import ImplicitData, implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, round_record, rng_states, set_rng_states)
 
 # %% auto #0
-__all__ = ['REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'eval_sums', 'add_sums',
-           'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer', 'topn_suffixes',
-           'topn_record', 'RoundPlan', 'plan_round', 'no_update', 'sum_accepted', 'combine_round', 'round_figures',
-           'Runtime', 'BuiltinRuntime', 'RunState', 'run_rounds', 'run_results', 'run_defences', 'rated_matrix',
-           'run_federated', 'resume_run', 'FederatedRecommender', 'plot_federated']
+__all__ = ['REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'error_sums', 'eval_sums',
+           'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer', 'topn_suffixes',
+           'topn_sums', 'topn_metrics_from_sums', 'topn_record', 'RoundPlan', 'plan_round', 'no_update', 'sum_accepted',
+           'combine_round', 'round_figures', 'Runtime', 'BuiltinRuntime', 'RunState', 'run_rounds', 'run_results',
+           'run_defences', 'rated_matrix', 'run_federated', 'resume_run', 'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06k_run_federated.ipynb #99841189
 @torch.no_grad()
@@ -60,29 +62,29 @@ def client_spread(client_mae: np.ndarray) -> dict:
 
 @torch.no_grad()
 def evaluate_global(net, features, tu, ti, ty, test_owner, num_clients, rating_scale):
-    "Test metrics of `net` (clipped predictions), raw MAE, and per-client MAE/RMSE on their held-out rows."
-    raw = predict_rows(net, features, tu, ti).double().cpu()
-    pred = raw.clamp(*rating_scale)
-    y = ty.double().cpu()
-    m = {f"test_{k}": v for k, v in rating_metrics(y.numpy(), pred.numpy()).items()}
-    m["test_mae_unclipped"] = float((raw - y).abs().mean())
+    "Test metrics of `net` (clipped predictions), raw MAE, and per-client MAE/RMSE on their held-out rows: all from `error_sums`."
+    raw, y = predict_rows(net, features, tu, ti).double().cpu(), ty.double().cpu()
+    m = metrics_from_sums(error_sums(raw, y, rating_scale))
     own = np.asarray(test_owner); ok = own >= 0
-    e = (pred - y).numpy()
+    e = (raw.clamp(*rating_scale) - y).numpy()
     cnt = np.bincount(own[ok], minlength=num_clients).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         c_mae = np.bincount(own[ok], np.abs(e[ok]), minlength=num_clients) / cnt
         c_rmse = np.sqrt(np.bincount(own[ok], e[ok] ** 2, minlength=num_clients) / cnt)
     return m, c_mae, c_rmse
 
-@torch.no_grad()
-def eval_sums(net, features, users, items, ratings, rating_scale) -> dict:
-    "Sums that add up over clients: count, absolute and squared error of clipped predictions, absolute percentage error, sum and sum of squares of the ratings."
-    raw = predict_rows(net, features, users, items).double().cpu()
-    y = torch.as_tensor(ratings).double().cpu()
+def error_sums(raw: torch.Tensor, y: torch.Tensor, rating_scale) -> dict:
+    """The one definition of the rating figures, as sums that add up over clients: count, absolute and squared error of the
+    clipped predictions, absolute error of the raw ones, absolute percentage error, sum and sum of squares of the ratings."""
     e = raw.clamp(*rating_scale) - y
     return dict(count=int(len(y)), abs_err=float(e.abs().sum()), sq_err=float((e * e).sum()), abs_err_unclipped=float((raw - y).abs().sum()),
                 ape=float((e.abs() / y.abs().clamp_min(torch.finfo(torch.float64).eps)).sum()),
                 sum_y=float(y.sum()), sum_y2=float((y * y).sum()))
+
+@torch.no_grad()
+def eval_sums(net, features, users, items, ratings, rating_scale) -> dict:
+    "`error_sums` of `net` on the rows (`users`, `items`, `ratings`): what a client sends for the server to add up."
+    return error_sums(predict_rows(net, features, users, items).double().cpu(), torch.as_tensor(ratings).double().cpu(), rating_scale)
 
 def add_sums(parts) -> dict:
     "Add `eval_sums` dicts (one per client) into one."
@@ -161,7 +163,7 @@ def personal_scorer(net, private: PrivateState | None, owner: np.ndarray, device
     """`score_fn` of `net` (loaded with the serving parameters) in which each user's client scores with its own fine-tuned item
     rows where it kept them (`PrivateState.items`, a `personal_items` model such as `pfedrec`), the global rows elsewhere;
     `model_scorer(net)` for every other model."""
-    if not getattr(net, "personal_items", False) or private is None or not private.items: return model_scorer(net)
+    if not net.personal_items or private is None or not private.items: return model_scorer(net)
     params = {n: p.detach() for n, p in net.named_parameters()}
     n_items = params[net.item_params[0]].shape[0]
     dev = params[net.item_params[0]].device
@@ -181,12 +183,32 @@ def topn_suffixes(net, final: bool) -> tuple:
     """The record suffixes of the ranking figures a run writes: '' (sampled) every round; at the end '_full' too, and for a
     `personal_items` model the same users scored with the global item rows ('_global_items', '_full_global_items')."""
     if not final: return ("",)
-    return ("", "_full") + (("_global_items", "_full_global_items") if getattr(net, "personal_items", False) else ())
+    return ("", "_full") + (("_global_items", "_full_global_items") if net.personal_items else ())
+
+def topn_sums(score_fn, data: ImplicitData, suffixes=("",), global_fn=None, k=10) -> dict:
+    """HR@k and NDCG@k of `data`'s held-out rows as sums, per record suffix: `topn{suffix}_n` (rows), `_hr`, `_ndcg` (sums
+    of `evaluate_topn(per_user=True)`); the '_global_items' suffixes score with `global_fn`, the others with `score_fn`."""
+    out = {}
+    for s in suffixes:
+        fn = global_fn if s.endswith("_global_items") else score_fn
+        r = evaluate_topn(fn, data, "full" if s.startswith("_full") else "sampled", k, per_user=True)["per_user"]
+        out.update({f"topn{s}_n": float(len(r["hr"])), f"topn{s}_hr": float(np.sum(r["hr"], dtype=np.float64)),
+                    f"topn{s}_ndcg": float(np.sum(r["ndcg"], dtype=np.float64))})
+    return out
+
+def topn_metrics_from_sums(sums: list, suffixes, k=10) -> dict:
+    "`test_hr@k{suffix}` and `test_ndcg@k{suffix}` (the names `run_federated` records) from the nodes' `topn_sums`, added up."
+    out = {}
+    for s in suffixes:
+        n = sum(x[f"topn{s}_n"] for x in sums)
+        for m in ("hr", "ndcg"): out[f"test_{m}@{k}{s}"] = sum(x[f"topn{s}_{m}"] for x in sums) / n if n else float("nan")
+    return out
 
 def topn_record(net, data, protocol="sampled", k=10, score_fn=None) -> dict:
-    "`test_hr@k` and `test_ndcg@k` of `net`'s raw score (or `score_fn`'s) on each user's held-out item (`fedrec_nb.implicit.evaluate_topn`)."
-    r = evaluate_topn(score_fn or model_scorer(net), data, protocol, k)
-    return {f"test_hr@{k}": r[f"hr@{k}"], f"test_ndcg@{k}": r[f"ndcg@{k}"]}
+    "`test_hr@k` and `test_ndcg@k` of `net`'s raw score (or `score_fn`'s) on each user's held-out item: `topn_sums`, turned into means."
+    s = "_full" if protocol == "full" else ""
+    m = topn_metrics_from_sums([topn_sums(score_fn or model_scorer(net), data, (s,), k=k)], (s,), k)
+    return {f"test_hr@{k}": m[f"test_hr@{k}{s}"], f"test_ndcg@{k}": m[f"test_ndcg@{k}{s}"]}
 
 
 # %% ../nbs/06k_run_federated.ipynb #bcfec624
@@ -220,6 +242,8 @@ def sum_accepted(results: list, plan: RoundPlan, global_params: dict, private_na
     pos = {c.cid: k for k, c in enumerate(plan.clients)}
     layout = update_layout(global_params, private_names)
     delta, kept = {n: torch.zeros_like(global_params[n]) for n in layout}, 0.0
+    sizes = {c.cid: c.n_train for c in plan.clients}   # the server's own counts, whatever a client claims
+    accepted = [ClientResult(r.cid, sizes[r.cid], r.update, r.stats, r.private_rows, r.private_items) for r in accepted]
     for r in accepted:
         w = float(plan.weights[pos[r.cid]]); kept += w
         accumulate(delta, r.update, w)
@@ -276,7 +300,7 @@ class BuiltinRuntime(Runtime):
         self.test = (tu.to(device), ti.to(device), ty)
         self.rows = (u.to(device), i.to(device), y.to(device)) if p["private_refit_steps"] else None
         self.topn = (implicit_data(fed.experiment.train, fed.experiment.test, fed.features).to(device)
-                     if p["objective"] == "implicit" else None)   # the 99 negatives every model shares (seed 0)
+                     if OBJECTIVES[p["objective"]].ranked else None)   # the 99 negatives every model shares (seed 0)
 
     def train(self, plan, global_params):
         if not plan.clients: return no_update(global_params, self.private.names if self.private else (), self.dev)
@@ -333,7 +357,7 @@ def run_rounds(runtime: Runtime, fed: Federation, p: dict, strat, guard: Defence
                progress: bool = False) -> RunState:
     "The loop, written once: plan, train (the runtime), accept and sum, combine, the server step, the device step, the record, evaluation."
     from tqdm.auto import trange
-    private = tuple(fed.model.user_params) if p["private_user_embeddings"] else ()
+    private = private_names(p, fed.model)
     moved = clients_nbytes(fed.model, state.global_params, fed.clients, private)   # what each client's round moves (sparse rows)
     evaluated = int(sum(c.n_test > 0 for c in fed.clients))   # clients holding held-out rows
     for r in trange(state.start, p["rounds"], desc=f"{p['strategy']} rounds", disable=not progress, initial=state.start,
@@ -419,7 +443,7 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     net = fed.model.to(dev)
     state = RunState({n: t.detach().clone() for n, t in net.named_parameters()})
     strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
-    private = PrivateState(net.user_params, state.global_params) if p["private_user_embeddings"] else None
+    private = PrivateState(private_names(p, net), state.global_params) if p["private_user_embeddings"] else None
     runtime, guard = BuiltinRuntime(fed, p, net, private, dev), run_defences(p, fed, net)
     fingerprint = data_fingerprint(p, *fed.train, *fed.test)
     resumed = resume_run(p, ckpt_dir, fingerprint, state, strat, private, guard, dev) if p["resume"] else None
@@ -434,7 +458,7 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     results = run_results(p, fed, state, runtime, guard, rated, dev)
     results["resume"] = resumed
     rec = FederatedRecommender.from_trained(net, exp.features, fed.rating_scale, float(exp.train.rating.mean()), dev)
-    if ranking and p["objective"] != "implicit": results["final"].update(_ranking(rec, exp))
+    if ranking and not OBJECTIVES[p["objective"]].ranked: results["final"].update(_ranking(rec, exp))
     write_run_results(out, results, results["rounds"], results["clients"])
     if plots: plot_federated(results, out)
     return dict(results, recommender=rec, experiment=exp)
@@ -521,13 +545,13 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         q = L.quantile([0.1, 0.5, 0.9]).unstack()
         ax.plot(q.index, q[0.5], label="median client"); ax.fill_between(q.index, q[0.1], q[0.9], alpha=0.3, label="10-90% of clients")
         ax.legend()
-    implicit = results["params"].get("objective", "rating") == "implicit"
-    ax.set(xlabel="round", ylabel=f"local training loss ({results['params']['loss'].upper() if implicit else 'MSE'})",
+    obj = OBJECTIVES[results["params"].get("objective", "rating")]
+    ax.set(xlabel="round", ylabel=f"local training loss ({obj.loss_name(results['params'])})",
            title="Training loss per client"); ax.grid(True)
     _save(fig, "client_losses.png")
-    if implicit:   # no ratings predicted: HR@10 and NDCG@10 (sampled) over rounds
+    if obj.ranked:   # no ratings predicted: the ranking figures (sampled) over rounds
         fig, ax = plt.subplots(figsize=(9, 4))
-        for c in ("test_hr@10", "test_ndcg@10"): ax.plot(hist["round"], hist[c], marker="o", label=f"{c[5:]} (sampled)")
+        for c in obj.metrics: ax.plot(hist["round"], hist[c], marker="o", label=f"{c[5:]} (sampled)")
         ax.set(xlabel="round", ylabel="metric", title="Global model over rounds"); ax.grid(True); ax.legend()
         _save(fig, "metrics_over_rounds.png")
         return paths

@@ -20,11 +20,12 @@ from .models import IMPLICIT_MODELS, build_model
 from .partitions import PARTITIONS, partition as make_partition, client_of_user
 from .client import LocalConfig
 from .parameters import DATA_KEYS, resolve_params
+from .objectives import OBJECTIVES
 from .strategies import make_strategy
 
 # %% auto #0
-__all__ = ['check_clients_fit', 'local_config', 'Federation', 'build_federation', 'federation_model', 'federation_key',
-           'save_clients', 'load_client']
+__all__ = ['check_clients_fit', 'local_config', 'Federation', 'build_federation', 'private_names', 'federation_model',
+           'federation_key', 'save_clients', 'load_client']
 
 # %% ../nbs/06i_federation.ipynb #d2a72b81
 def check_clients_fit(num_clients: int, train: pd.DataFrame):
@@ -80,11 +81,13 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     return Federation(p, exp, exp.features, (u, i, y), (tu, ti, ty), clients, owner, test_owner, net, init,
                       tuple(exp.data.rating_scale))
 
+def private_names(p: dict, net) -> tuple:
+    "The parameters that stay on the devices in the run `p`: the network's user rows with `private_user_embeddings`, else none."
+    return tuple(net.user_params) if p["private_user_embeddings"] else ()
+
 def federation_model(p: dict, features, rating_scale) -> torch.nn.Module:
-    "The network of a run's parameters `p` (the caller seeds torch): a logit model of `IMPLICIT_MODELS` under objective='implicit'."
-    if p.get("objective", "rating") == "implicit":   # `mf` is `LogitMF`: the same parameters, the output the logit
-        return IMPLICIT_MODELS[p["model"]](features, embedding_dim=p["embedding_dim"], rating_scale=rating_scale)
-    return build_model(p["model"], features, p["embedding_dim"], rating_scale, drop=p["drop_inputs"])
+    "The network of a run's parameters `p` (the caller seeds torch), as its objective builds it (`fedrec_nb.objectives`)."
+    return OBJECTIVES[p["objective"]].build(p, features, rating_scale)   # implicit `mf` is `LogitMF`: the same parameters, the logit
 
 def federation_key(params: dict) -> str:
     "A hash of the parameters that decide the clients' data (`DATA_KEYS`): the name of their cache folder."

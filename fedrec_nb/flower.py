@@ -18,11 +18,11 @@ from flwr.serverapp import Grid, ServerApp
 # %% auto #0
 __all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
            'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
-           'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'topn_sums', 'topn_metrics_from_sums',
-           'node_topn_sums', 'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes',
-           'FlowerRuntime', 'serve', 'SecAggFinal', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port',
-           'wait_log', 'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient',
-           'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+           'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums', 'node_step', 'settle_private',
+           'handle_message', 'make_client_app', 'wait_for_nodes', 'FlowerRuntime', 'serve', 'SecAggFinal',
+           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
+           'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
+           'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06l_flower.ipynb #31c90490
 import math
@@ -37,11 +37,13 @@ from .features import Features
 from .defences import Defences, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,
-                                  sample_clients, save_clients)
+                                  private_names, save_clients)
 from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
+from .objectives import OBJECTIVES
 from .federated import (FederatedRecommender, Runtime, RunState, add_sums, client_spread, eval_sums, load_params,
                                  metrics_from_sums, personal_scorer, plot_federated, rated_matrix, run_defences, run_results,
-                                 run_rounds, sum_accepted, topn_record, topn_suffixes)
+                                 run_rounds, sum_accepted, topn_metrics_from_sums, topn_record, topn_suffixes,
+                                 topn_sums)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
 from .records import round_record, weighted_mean, write_run_results
 from .robust import unstack
@@ -107,7 +109,7 @@ class Node:
     rating_scale: tuple; device: torch.device
     folder: Path | None = None   # where its files live (`node_topn` keeps its held-out rows there)
     @property
-    def private_names(self) -> tuple: return tuple(self.model.user_params) if self.params["private_user_embeddings"] else ()
+    def private_names(self) -> tuple: return private_names(self.params, self.model)
 
 _FEATURE_TENSORS = ("genres", "occupation", "age", "gender")
 _FEATURE_NAMES = ("genre_names", "occupation_names", "age_names", "gender_names")
@@ -187,25 +189,6 @@ def node_topn(node: Node) -> ImplicitData:
         raise ParameterError(f"{f}: held-out rows of another split than node {cid}'s; delete the folder")
     return data
 
-def topn_sums(score_fn, data: ImplicitData, suffixes=("",), global_fn=None, k=10) -> dict:
-    """HR@k and NDCG@k of `data`'s held-out rows as sums, per record suffix: `topn{suffix}_n` (rows), `_hr`, `_ndcg` (sums
-    of `evaluate_topn(per_user=True)`); the '_global_items' suffixes score with `global_fn`, the others with `score_fn`."""
-    out = {}
-    for s in suffixes:
-        fn = global_fn if s.endswith("_global_items") else score_fn
-        r = evaluate_topn(fn, data, "full" if s.startswith("_full") else "sampled", k, per_user=True)["per_user"]
-        out.update({f"topn{s}_n": float(len(r["hr"])), f"topn{s}_hr": float(np.sum(r["hr"], dtype=np.float64)),
-                    f"topn{s}_ndcg": float(np.sum(r["ndcg"], dtype=np.float64))})
-    return out
-
-def topn_metrics_from_sums(sums: list, suffixes, k=10) -> dict:
-    "`test_hr@k{suffix}` and `test_ndcg@k{suffix}` (the names `run_federated` records) from the nodes' `topn_sums`, added up."
-    out = {}
-    for s in suffixes:
-        n = sum(x[f"topn{s}_n"] for x in sums)
-        for m in ("hr", "ndcg"): out[f"test_{m}@{k}{s}"] = sum(x[f"topn{s}_{m}"] for x in sums) / n if n else float("nan")
-    return out
-
 def node_topn_sums(node: Node, private_items: dict | None, suffixes=("",)) -> dict:
     """What a node answers under the implicit objective with private rows: its own users' held-out items ranked with the
     network as loaded (its private user rows in place) and, for a `personal_items` model, its own kept item rows
@@ -225,7 +208,7 @@ def node_step(node: Node, shared: dict, private_rows: dict | None, round_idx: in
               final: bool = False):                # the last evaluation: the implicit objective ranks under `full` as well
     "What a node does with one message: eval sums of the received model (or None), its `ClientResult` (or None)."
     sums = res = None
-    if evaluate and node.params.get("objective", "rating") == "implicit":
+    if evaluate and OBJECTIVES[node.params["objective"]].ranked:
         load_params(node.model, _full_params(node, shared, private_rows))
         sums = node_topn_sums(node, private_items, topn_suffixes(node.model, final))
     elif evaluate:
@@ -370,8 +353,8 @@ class FlowerRuntime(Runtime):
     name, checkpoints = "flower", False
     def __init__(self, grid: Grid, nodes: list, fed: Federation, p: dict):
         self.grid, self.nodes, self.fed, self.p, self.net = grid, nodes, fed, p, fed.model
-        self.features, self.private = fed.features, tuple(fed.model.user_params) if p["private_user_embeddings"] else ()
-        self.implicit = p["objective"] == "implicit"
+        self.features, self.private = fed.features, private_names(p, fed.model)
+        self.implicit = OBJECTIVES[p["objective"]].ranked
         self.on_nodes = not self.implicit or bool(self.private)   # the nodes evaluate and send sums
         self.topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if self.implicit else None
         self.pending, self.accepted, self.sums, self.topn_final, self.last = None, [], {}, {}, {}
@@ -453,7 +436,7 @@ class SecAggFinal(Runtime):
 def _finish(p: dict, fed: Federation, glob: dict, results: dict) -> dict:
     "Write results.json (`run_results`), results.csv, clients.csv and the final shared parameters (`global_params.pt`)."
     out = Path(p["output_dir"])
-    private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
+    private = set(private_names(p, fed.model))
     atomic_write(out / "global_params.pt", lambda t: torch.save({n: v.cpu() for n, v in glob.items() if n not in private}, t))
     write_run_results(out, results, results["rounds"], results["clients"])
     _SERVED[str(out)] = (fed, glob, results)
@@ -513,10 +496,9 @@ def check_flower_params(p: dict):
     if p.get("private_refit_steps"):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']} on Flower: the nodes do not re-fit "
                              "their private rows yet; use private_refit_steps=0 or engine 'sequential'/'vectorized'")
-    if p.get("objective", "rating") == "implicit":
-        if p["secure_aggregation"] is True:
-            raise ParameterError("parameter secure_aggregation=True with objective='implicit': the SecAgg+ app evaluates "
-                                 "ratings only; use secure_aggregation=False or objective='rating'")
+    if OBJECTIVES[p["objective"]].ranked and p["secure_aggregation"] is True:
+        raise ParameterError(f"parameter secure_aggregation=True with objective={p['objective']!r}: the SecAgg+ app evaluates "
+                             "ratings only; use secure_aggregation=False or objective='rating'")
     if not isinstance(p["secure_aggregation"], bool):
         raise ParameterError(f"parameter secure_aggregation={p['secure_aggregation']!r}: must be true or false")
     if p["secure_aggregation"]: check_secagg_params(p)
@@ -701,7 +683,7 @@ class SecAggFedStrategy(Strategy):
     def __init__(self, p: dict, fed: Federation):
         self.p, self.fed, self.N = p, fed, fed.params["num_clients"]
         self.strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
-        private = set(fed.model.user_params) if p["private_user_embeddings"] else set()
+        private = set(private_names(p, fed.model))
         self.glob = {n: t.clone() for n, t in fed.initial_params.items()}
         self.layout = update_layout(self.glob, private)
         self.history, self.client_last, self.client_losses, self.sums, self.last = [], {}, {}, {}, {}

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .features import Features
 
 # %% auto #0
-__all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'ExpandedRecommender', 'HybridRecommender', 'BiasedMF',
-           'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score', 'PFedRec']
+__all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'RecModel', 'ExpandedRecommender', 'HybridRecommender',
+           'BiasedMF', 'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score', 'PFedRec']
 
 # %% ../nbs/05a_models.ipynb #74caf1cb
 INPUT_GROUPS = ("user", "item", "genres", "occupation", "age", "gender", "recency")  # what `build_model(drop=)` can remove
@@ -27,12 +27,19 @@ def check_drop(drop) -> frozenset:
     if bad: raise ValueError(f"parameter drop_inputs={list(drop)!r}: unknown input group(s) {bad}; choose among {list(INPUT_GROUPS)}")
     return frozenset(drop)
 
-class _Droppable:
-    "An input group in `drop` contributes zeros: the model is the model without that input; its parameters stay, with zero gradient."
+class RecModel(nn.Module):
+    """What every network of the project declares, so that engines read it instead of probing: its row tables (the rows a
+    client touches and sends as `SparseRows`), the inputs it reads, whether each client keeps its own item rows, and the
+    input groups it leaves out. An input group in `drop` contributes zeros: the model is the model without that input;
+    its parameters stay, with zero gradient."""
+    user_params: tuple = ()         # user-indexed tables (private with `private_user_embeddings`)
+    item_params: tuple = ()         # item-indexed tables
+    inputs: tuple | None = None     # the `Features.batch` fields it reads; None: every one
+    personal_items: bool = False    # each client keeps and scores with its own fine-tuned item rows (PFedRec-style)
     drop: frozenset = frozenset()   # a plain attribute (set by `build_model`), not a buffer: `functional_call` leaves it alone
     def _keep(self, group, x): return x * 0 if group in self.drop else x   # x * 0 (not zeros): every parameter stays in the graph
 
-class ExpandedRecommender(_Droppable, nn.Module):
+class ExpandedRecommender(RecModel):
     "The seed's embedding + MLP recommender (user, movie, age, gender embeddings; genre and occupation layers; MLP 256-128-1)."
     user_params = ("user_embedding.weight",)
     item_params = ("movie_embedding.weight",)
@@ -80,7 +87,7 @@ def _logit_of(r, rating_scale):
     p = (r - lo) / (hi - lo)
     return float(torch.logit(torch.tensor(p)))
 
-class HybridRecommender(_Droppable, nn.Module):
+class HybridRecommender(RecModel):
     "Global offset + user and item biases + an MLP over embeddings and side features, bounded to the rating scale."
     user_params = ("user_embedding.weight", "user_bias.weight")
     item_params = ("item_embedding.weight", "item_bias.weight")
@@ -124,7 +131,7 @@ class HybridRecommender(_Droppable, nn.Module):
              + self.mlp(torch.cat(x, 1)).squeeze(-1))
         return _bounded(z, self.rating_scale)
 
-class BiasedMF(_Droppable, nn.Module):
+class BiasedMF(RecModel):
     "Biased matrix factorization, $\\mu + b_u + b_i + p_u \\cdot q_i$, bounded to the rating scale."
     user_params = ("user_embedding.weight", "user_bias.weight")
     item_params = ("item_embedding.weight", "item_bias.weight")
@@ -161,7 +168,7 @@ def build_model(name: str,                 # one of `MODELS`
     drop = check_drop(drop)
     net = MODELS[name](features, embedding_dim=embedding_dim, rating_scale=rating_scale)
     if drop:
-        if not isinstance(net, _Droppable):
+        if not isinstance(net, RecModel):
             raise ValueError(f"parameter drop_inputs={sorted(drop)}: model {name!r} cannot drop inputs; use drop_inputs=()")
         net.drop = drop   # after construction: the same seed gives the same initial parameters with or without a drop
     return net
@@ -172,7 +179,7 @@ def row_params(model: nn.Module) -> dict:
 
 def model_inputs(model: nn.Module):
     "The batch inputs `model` reads (`Features.batch(..., fields=)`), or None for every input."
-    return getattr(model, "inputs", None)
+    return model.inputs
 
 # %% ../nbs/05a_models.ipynb #780db52e
 def _mf_logit(self, batch: dict) -> torch.Tensor:
@@ -187,7 +194,7 @@ class LogitMF(BiasedMF):
     "`mf` for implicit feedback: the same parameters as `BiasedMF`, its output the logit before the bound."
     def forward(self, batch: dict) -> torch.Tensor: return self.score(batch)
 
-class NeuMF(_Droppable, nn.Module):
+class NeuMF(RecModel):
     "NeuMF (He et al., 2017): a GMF tower $p_u \\odot q_i$ and an MLP tower over $[p'_u, q'_i]$, fused by one linear layer into a logit."
     user_params = ("user_gmf.weight", "user_mlp.weight")
     item_params = ("item_gmf.weight", "item_mlp.weight")
@@ -226,7 +233,7 @@ def raw_score(model: nn.Module, batch: dict) -> torch.Tensor:
     return model(batch)
 
 # %% ../nbs/05a_models.ipynb #edf45b9b
-class PFedRec(_Droppable, nn.Module):
+class PFedRec(RecModel):
     "PFedRec-style (Zhang et al., 2023): shared item embeddings; each user's own linear score function $w_u \\cdot q_i + b_u$ (private rows)."
     user_params = ("score_weight.weight", "score_bias.weight")   # the score function: private to the user's device
     item_params = ("item_embedding.weight",)                     # shared, averaged by the server, fine-tuned and kept per client

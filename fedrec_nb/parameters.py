@@ -16,6 +16,7 @@ import torch
 from .experiment import ParameterError, check_choice, check_dataset, check_number, check_output_dir, check_parameter_names
 from .splits import SPLIT_METHODS
 from .models import IMPLICIT_MODELS, MODELS, check_drop
+from .objectives import OBJECTIVES
 from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS
 from .strategies import STRATEGIES
@@ -122,7 +123,7 @@ PARAMETERS = (
           "training", number(lo=0, integer=True)),
     # what the clients fit
     Param("objective", "rating", "'rating' (MSE) or 'implicit' (top-N: positives against sampled negatives, split 'leave_one_out')",
-          "objective", choice("rating", "implicit")),
+          "objective", choice(*OBJECTIVES)),
     Param("num_negatives", 4, "implicit: unrated items each client samples per positive per local epoch", "objective",
           number(lo=1, integer=True)),
     Param("loss", "bce", "implicit: 'bce' (NCF, PFedRec) or 'bpr'", "objective", choice("bce", "bpr")),
@@ -185,25 +186,25 @@ def check_params(p: dict):
     _check_defence_rules(p)
 
 def _check_model_rules(p: dict):
-    model, objective = p["model"], p["objective"]
-    if objective != "implicit" and model not in MODELS:
-        raise ParameterError(f"parameter model={model!r}: a model of implicit feedback; use objective='implicit', or a model among {list(MODELS)}")
-    if getattr(IMPLICIT_MODELS.get(model), "personal_items", False) and not p["private_user_embeddings"]:
+    model, obj = p["model"], OBJECTIVES[p["objective"]]
+    if model not in obj.models:
+        other = [o.name for o in OBJECTIVES.values() if model in o.models]
+        raise ParameterError(f"parameter model={model!r}: objective={obj.name!r} trains a model among {list(obj.models)}"
+                             + (f"; {model!r} is a model of objective={other[0]!r}" if other else ""))
+    if obj.models[model].personal_items and not p["private_user_embeddings"]:
         raise ParameterError(f"parameter private_user_embeddings=False: model={model!r} keeps each user's score function on the "
                              "device; use private_user_embeddings=True")
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter device='cuda': no CUDA GPU is available here (use 'auto' or 'cpu')")
-    if objective == "implicit":
-        if p["split"] != "leave_one_out":
-            raise ParameterError(f"parameter split={p['split']!r}: objective='implicit' is evaluated by HR@10/NDCG@10 of each user's "
-                                 "latest interaction: use split='leave_one_out'")
-        if model not in IMPLICIT_MODELS:
-            raise ParameterError(f"parameter model={model!r}: objective='implicit' needs a model scoring a logit, one of {list(IMPLICIT_MODELS)}")
-        if p["private_refit_steps"]:
-            raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: re-fits private rows to the ratings (MSE); "
-                                 "use 0 with objective='implicit'")
-        if drop_list(p["drop_inputs"]):
-            raise ParameterError(f"parameter drop_inputs={p['drop_inputs']!r}: the implicit models read no side features; use ''")
+    if obj.split is not None and p["split"] != obj.split:
+        raise ParameterError(f"parameter split={p['split']!r}: objective={obj.name!r} is evaluated on each user's latest "
+                             f"interaction: use split={obj.split!r}")
+    if p["private_refit_steps"] and not obj.rating_loss:
+        raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: re-fits private rows to the ratings (MSE); "
+                             f"use 0 with objective={obj.name!r}")
+    if drop_list(p["drop_inputs"]) and not obj.side_features:
+        raise ParameterError(f"parameter drop_inputs={p['drop_inputs']!r}: the models of objective={obj.name!r} read no side "
+                             "features; use ''")
 
 def _check_defence_rules(p: dict):
     if p["attack"] != "none" and p["attack_fraction"] == 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import resource
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from .features import Features, take_rows
 from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
+from .objectives import OBJECTIVES
 from .implicit import interaction_keys, sample_train_negatives, implicit_loss_from_scores
 
 # %% auto #0
@@ -276,7 +278,7 @@ def train_group(model, P: dict,          # name -> stacked parameters: dense (K,
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=pos.device)  # Adam's step counts, on the device
     full = (cnt_cpu == W).all(1).tolist()  # steps where every client of the group has a full batch
     fields = model_inputs(model)
-    implicit = getattr(cfg, "objective", "rating") == "implicit"   # `pos` then carries each positive's negatives (`implicit_rows`)
+    implicit = OBJECTIVES[cfg.objective].negatives   # `pos` then carries each positive's negatives (`implicit_rows`)
     if implicit: eager_mse = lambda lv, rows, mask, c, u0, i0: _group_implicit(forward, lv, rows, mask, LU, LI, cfg.loss, u0, i0)
     else: eager_mse = lambda lv, rows, mask, c, u0, i0: _group_mse(forward, lv, rows, mask, c, features, U, I, Y, LU, LI, fields, u0, i0)
     step = lambda mse_fn, rows, mask, c, chunks, t, st: _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, c,
@@ -385,7 +387,6 @@ def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows, per_client=False):
     gpu = device.type == "cuda"
-    implicit = getattr(cfg, "objective", "rating") == "implicit"
     max_clients = max_clients or default_max_clients(model, device)
     max_rows = max_rows or (2_000_000 if gpu else 200_000)
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
@@ -401,81 +402,23 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     stats = [dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
              for c in clients]
     rejected, kept = [], torch.zeros((), dtype=torch.float64)
-    pc_pos, pc_u, pc_m = [], [], []   # per_client: positions in `clients`, rows, masks
+    pcs = ([], [], [])   # per_client: positions in `clients`, rows, masks
     for grp in plan_groups(sizes, max_clients, max_rows):
         cl = [clients[p] for p in grp]
-        K = len(cl)
-        n = torch.tensor([sizes[p] for p in grp], dtype=torch.long)
-        offs = torch.cumsum(n, 0) - n
-        U = torch.cat([c.users for c in cl]).to(device)
-        I = torch.cat([c.items for c in cl]).to(device)
-        Y = torch.cat([c.ratings for c in cl]).to(device, torch.float32)
-        owner = torch.repeat_interleave(torch.arange(K, device=device), n.to(device))
-        pos, cnt, steps = batch_schedule(cl, cfg, seed, round_idx)
-        LU, urows, uslot, ubounds = local_rows(owner, U, features.n_users, K)
-        if implicit:   # the negatives' rows join each client's item table; each step's rows carry their negatives
-            neg = group_negatives(cl, U, I, owner, features.n_items, cfg, seed, round_idx)
-            E, N, mneg = neg.shape
-            LI, irows, islot, ibounds = local_rows(torch.cat([owner, owner[None, :, None].expand(E, N, mneg).reshape(-1)]),
-                                                   torch.cat([I, neg.reshape(-1)]), features.n_items, K)
-            LI, lneg = LI[:N], LI[N:].view(E, N, mneg)
-            pos = implicit_rows(pos.to(device), lneg, steps // cfg.local_epochs)
-        else: LI, irows, islot, ibounds = local_rows(owner, I, features.n_items, K)
-        bounds, flat = dict(user=ubounds, item=ibounds), dict(user=(urows, uslot), item=(irows, islot))
-        # stacked parameters: dense ones copied per client, row tables cut to each client's rows, end to end
-        P = {name: t.unsqueeze(0).repeat(K, *[1] * t.dim()) if kinds[name] is None else take_rows(t, flat[kinds[name]][0])
-             for name, t in glob.items()}
-        if private is not None:  # each client's own rows, in the same (sorted) order as its flat user rows
-            for name in private_names: P[name] = torch.cat([private.get(c)[1][name] for c in cl]).to(device)
+        g = _group_inputs(cl, sizes, grp, features, cfg, seed, round_idx, device)
+        P = _stacked_params(glob, kinds, g.flat, private, private_names, cl, device)
         anchor = None
         if cfg.mu > 0:
             anchor = {name: t.unsqueeze(0) if kinds[name] is None else P[name].clone() for name, t in glob.items()}
-        losses = train_group(model, P, anchor, features, U, I, Y, LU, LI, pos.to(device), cnt, steps, cfg, bounds,
-                             *run)
+        losses = train_group(model, P, anchor, features, g.U, g.I, g.Y, g.LU, g.LI, g.pos, g.cnt, g.steps, cfg, g.bounds, *run)
         with torch.no_grad():
             w = weights[torch.as_tensor(grp, device=device)]
-            # `update_problem` batched: a client is left out when any of its values is non-finite (its shapes are the engine's own)
-            nonfinite = {name: _nonfinite_per_client(P[name], kinds[name], flat, K) for name in P}
-            ok = torch.stack(list(nonfinite.values())).sum(0) == 0
-            okl = ok.tolist()
-            for k in (k for k in range(K) if not okl[k]):   # the reason, from the one rule the other runtimes apply
-                upd, mine = client_update(P, glob, kinds, flat, k, list(delta)), client_update(P, None, kinds, flat, k, private_names)
-                rejected.append(dict(cid=cl[k].cid, reason=update_problem(upd, glob, mine or None)))
-            kept += w[ok].double().sum().cpu()
+            ok, okl, kept = _accept_and_sum(P, glob, kinds, g.flat, delta, w, cl, private_names, rejected, kept)
             if per_client:
-                Ug, Mg = _client_rows(P, glob, kinds, flat, list(delta), K, ok)
-                pc_pos += [p for p, good in zip(grp.tolist(), okl) if good]; pc_u.append(Ug); pc_m.append(Mg)
-            for name in delta:
-                if kinds[name] is None:
-                    d = P[name] - glob[name]
-                    if not all(okl): d = torch.where(_bcast(ok, d.dim()), d, 0)
-                    delta[name] += torch.tensordot(w, d, dims=1)
-                else:
-                    rows, slot = flat[kinds[name]]
-                    d = (P[name] - take_rows(glob[name], rows))
-                    if not all(okl): d = torch.where(_bcast(ok[slot], d.dim()), d, 0)
-                    delta[name].index_add_(0, rows, d * _bcast(w[slot], P[name].dim()))
-            if private is not None:
-                counts = [b - a for a, b in zip(ubounds[:-1], ubounds[1:])]
-                mine = {name: P[name].split(counts) for name in private_names}
-                own = None
-                if getattr(model, "personal_items", False):   # each client keeps its fine-tuned item rows (`fedrec_nb.models.PFedRec`)
-                    icounts = [b - a for a, b in zip(ibounds[:-1], ibounds[1:])]
-                    rws = irows.split(icounts)
-                    own = {name: P[name].split(icounts) for name in model.item_params}
-                for k, c in enumerate(cl):
-                    if okl[k]: private.put(c.cid, {name: mine[name][k] for name in private_names},
-                                           None if own is None else {name: SparseRows(rws[k], own[name][k]) for name in own})
-            # figures: mean loss over the last epoch's batches, local MAE / RMSE on the client's own rows
-            per_epoch = (steps // cfg.local_epochs).to(device)
-            t = torch.arange(losses.shape[0], device=device)[:, None]
-            last = (t < steps.to(device)) & (t >= steps.to(device) - per_epoch)
-            train_loss = ((losses * last).sum(0) / per_epoch).tolist()
-            if implicit: mae = rmse = [float("nan")] * K   # no rating to compare with: the figures are the loss alone
-            else:
-                abs_sum, sq_sum = _local_errors(model, P, kinds, bounds, features, U, I, Y, LU, LI, n, offs, *run)
-                nf = n.to(device, torch.float32)
-                mae, rmse = (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
+                Ug, Mg = _client_rows(P, glob, kinds, g.flat, list(delta), len(cl), ok)
+                pcs[0].extend(p for p, good in zip(grp.tolist(), okl) if good); pcs[1].append(Ug); pcs[2].append(Mg)
+            if private is not None: _keep_private(model, private, private_names, P, g, cl, okl)
+            train_loss, mae, rmse = _group_figures(model, P, kinds, g, losses, features, cfg, run, device)
         reasons = {r["cid"]: r["reason"] for r in rejected}
         for k, p in enumerate(grp.tolist()):
             if okl[k]: stats[p] = dict(cid=cl[k].cid, n_train=sizes[p], train_loss=train_loss[k], local_mae=mae[k], local_rmse=rmse[k])
@@ -483,16 +426,97 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
                                   local_rmse=float("nan"), rejected=reasons[cl[k].cid])
         del P, anchor, losses
     order = {c.cid: k for k, c in enumerate(clients)}
-    ups = None
-    if per_client:
-        layout = update_layout(glob, private_names)
-        P_all = sum(math.prod(s) for s in layout.values())
-        U = torch.cat(pc_u) if pc_u else torch.zeros(0, P_all, device=device)
-        M = torch.cat(pc_m) if pc_m else torch.zeros(0, P_all, dtype=torch.bool, device=device)
-        o = torch.as_tensor(np.argsort(pc_pos, kind="stable"), dtype=torch.long, device=device)
-        pos = sorted(pc_pos)
-        ups = ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], U[o], M[o], layout)
+    ups = _per_client_updates(pcs, clients, sizes, glob, private_names, device) if per_client else None
     return RoundUpdate(delta, stats, sorted(rejected, key=lambda r: order[r["cid"]]), float(kept), ups)
+
+def _group_inputs(cl, sizes, grp, features, cfg, seed, round_idx, device) -> SimpleNamespace:
+    "One group's rows end to end, each client's local row tables, its step schedule (and, implicit, its negatives)."
+    K = len(cl)
+    n = torch.tensor([sizes[p] for p in grp], dtype=torch.long)
+    offs = torch.cumsum(n, 0) - n
+    U = torch.cat([c.users for c in cl]).to(device)
+    I = torch.cat([c.items for c in cl]).to(device)
+    Y = torch.cat([c.ratings for c in cl]).to(device, torch.float32)
+    owner = torch.repeat_interleave(torch.arange(K, device=device), n.to(device))
+    pos, cnt, steps = batch_schedule(cl, cfg, seed, round_idx)
+    LU, urows, uslot, ubounds = local_rows(owner, U, features.n_users, K)
+    if OBJECTIVES[cfg.objective].negatives:   # the negatives' rows join each client's item table; each step's rows carry their negatives
+        neg = group_negatives(cl, U, I, owner, features.n_items, cfg, seed, round_idx)
+        E, N, mneg = neg.shape
+        LI, irows, islot, ibounds = local_rows(torch.cat([owner, owner[None, :, None].expand(E, N, mneg).reshape(-1)]),
+                                               torch.cat([I, neg.reshape(-1)]), features.n_items, K)
+        LI, lneg = LI[:N], LI[N:].view(E, N, mneg)
+        pos = implicit_rows(pos.to(device), lneg, steps // cfg.local_epochs)
+    else: LI, irows, islot, ibounds = local_rows(owner, I, features.n_items, K)
+    return SimpleNamespace(K=K, n=n, offs=offs, U=U, I=I, Y=Y, LU=LU, LI=LI, pos=pos.to(device), cnt=cnt, steps=steps,
+                           irows=irows, ubounds=ubounds, ibounds=ibounds, bounds=dict(user=ubounds, item=ibounds),
+                           flat=dict(user=(urows, uslot), item=(irows, islot)))
+
+def _stacked_params(glob, kinds, flat, private, private_names, cl, device) -> dict:
+    "Stacked parameters: dense ones copied per client, row tables cut to each client's rows (its own private rows), end to end."
+    K = len(cl)
+    P = {name: t.unsqueeze(0).repeat(K, *[1] * t.dim()) if kinds[name] is None else take_rows(t, flat[kinds[name]][0])
+         for name, t in glob.items()}
+    if private is not None:  # each client's own rows, in the same (sorted) order as its flat user rows
+        for name in private_names: P[name] = torch.cat([private.get(c)[1][name] for c in cl]).to(device)
+    return P
+
+def _accept_and_sum(P, glob, kinds, flat, delta, w, cl, private_names, rejected, kept):
+    "`update_problem` batched (a client is left out when any value is non-finite: its shapes are the engine's own), then the weighted sum."
+    K = len(cl)
+    nonfinite = {name: _nonfinite_per_client(P[name], kinds[name], flat, K) for name in P}
+    ok = torch.stack(list(nonfinite.values())).sum(0) == 0
+    okl = ok.tolist()
+    for k in (k for k in range(K) if not okl[k]):   # the reason, from the one rule the other runtimes apply
+        upd, mine = client_update(P, glob, kinds, flat, k, list(delta)), client_update(P, None, kinds, flat, k, private_names)
+        rejected.append(dict(cid=cl[k].cid, reason=update_problem(upd, glob, mine or None)))
+    kept = kept + w[ok].double().sum().cpu()
+    for name in delta:
+        if kinds[name] is None:
+            d = P[name] - glob[name]
+            if not all(okl): d = torch.where(_bcast(ok, d.dim()), d, 0)
+            delta[name] += torch.tensordot(w, d, dims=1)
+        else:
+            rows, slot = flat[kinds[name]]
+            d = (P[name] - take_rows(glob[name], rows))
+            if not all(okl): d = torch.where(_bcast(ok[slot], d.dim()), d, 0)
+            delta[name].index_add_(0, rows, d * _bcast(w[slot], P[name].dim()))
+    return ok, okl, kept
+
+def _keep_private(model, private, private_names, P, g, cl, okl):
+    "Each accepted client's new private rows (and a `personal_items` model's fine-tuned item rows) go back to its device."
+    counts = [b - a for a, b in zip(g.ubounds[:-1], g.ubounds[1:])]
+    mine = {name: P[name].split(counts) for name in private_names}
+    own = None
+    if model.personal_items:   # each client keeps its fine-tuned item rows (`fedrec_nb.models.PFedRec`)
+        icounts = [b - a for a, b in zip(g.ibounds[:-1], g.ibounds[1:])]
+        rws = g.irows.split(icounts)
+        own = {name: P[name].split(icounts) for name in model.item_params}
+    for k, c in enumerate(cl):
+        if okl[k]: private.put(c.cid, {name: mine[name][k] for name in private_names},
+                               None if own is None else {name: SparseRows(rws[k], own[name][k]) for name in own})
+
+def _group_figures(model, P, kinds, g, losses, features, cfg, run, device):
+    "Per client: mean loss over the last epoch's batches, local MAE / RMSE on its own rows (none under the implicit objective)."
+    per_epoch = (g.steps // cfg.local_epochs).to(device)
+    t = torch.arange(losses.shape[0], device=device)[:, None]
+    last = (t < g.steps.to(device)) & (t >= g.steps.to(device) - per_epoch)
+    train_loss = ((losses * last).sum(0) / per_epoch).tolist()
+    if not OBJECTIVES[cfg.objective].rating_loss: return train_loss, [float("nan")] * g.K, [float("nan")] * g.K   # no rating to compare with
+    abs_sum, sq_sum = _local_errors(model, P, kinds, g.bounds, features, g.U, g.I, g.Y, g.LU, g.LI, g.n, g.offs, *run)
+    nf = g.n.to(device, torch.float32)
+    return train_loss, (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
+
+def _per_client_updates(pcs, clients, sizes, glob, private_names, device) -> ClientUpdates:
+    "The accepted clients' own rows of every group, in the order of `clients`."
+    pc_pos, pc_u, pc_m = pcs
+    layout = update_layout(glob, private_names)
+    P_all = sum(math.prod(s) for s in layout.values())
+    U = torch.cat(pc_u) if pc_u else torch.zeros(0, P_all, device=device)
+    M = torch.cat(pc_m) if pc_m else torch.zeros(0, P_all, dtype=torch.bool, device=device)
+    o = torch.as_tensor(np.argsort(pc_pos, kind="stable"), dtype=torch.long, device=device)
+    pos = sorted(pc_pos)
+    return ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], U[o], M[o], layout)
 
 def client_update(P, glob, kinds, flat, k, names) -> dict:
     """Client `k`'s update of the group's stacked parameters `P`, as `train_client` returns it: dense deltas and `SparseRows` of
