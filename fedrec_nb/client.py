@@ -169,14 +169,19 @@ def update_problem(update: dict,          # name -> Tensor | SparseRows, as a cl
         if n not in global_params: problems.append(f"{n}: not a parameter of the model"); continue
         g = global_params[n]
         if isinstance(v, SparseRows):
+            if v.index.dtype != torch.long:
+                problems.append(f"{n}: row index of dtype {v.index.dtype} instead of torch.int64"); continue
             if v.index.dim() != 1 or v.values.shape[:1] != v.index.shape or tuple(v.values.shape[1:]) != tuple(g.shape[1:]):
                 problems.append(f"{n}: rows of shape {tuple(v.values.shape)} for index {tuple(v.index.shape)} instead of (r, {', '.join(map(str, g.shape[1:]))})"); continue
             if v.index.numel() and (int(v.index.min()) < 0 or int(v.index.max()) >= g.shape[0]):
                 problems.append(f"{n}: row index outside 0..{g.shape[0] - 1}"); continue
+            if torch.unique(v.index).numel() != v.index.numel():   # each touched row once: a repeated row would count twice
+                problems.append(f"{n}: a row index repeated in one update"); continue
             t = v.values
         else:
             if tuple(v.shape) != tuple(g.shape): problems.append(f"{n}: shape {tuple(v.shape)} instead of {tuple(g.shape)}"); continue
             t = v
+        if t.dtype != g.dtype: problems.append(f"{n}: values of dtype {t.dtype} instead of {g.dtype}"); continue
         bad = int((~torch.isfinite(t)).sum())
         if bad: problems.append(f"{n}: {bad:,} non-finite values")
     for n, t in sorted((private_rows or {}).items()):   # in name order: the reason reads the same in every process

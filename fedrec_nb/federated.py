@@ -36,11 +36,12 @@ from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest
                                check_resume, write_run_results, round_record, rng_states, set_rng_states)
 
 # %% auto #0
-__all__ = ['REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global', 'error_sums', 'eval_sums',
-           'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows', 'personal_scorer', 'topn_suffixes',
-           'topn_sums', 'topn_metrics_from_sums', 'topn_record', 'RoundPlan', 'plan_round', 'no_update', 'sum_accepted',
-           'combine_round', 'round_figures', 'Runtime', 'BuiltinRuntime', 'RunState', 'run_rounds', 'run_results',
-           'run_defences', 'rated_matrix', 'run_federated', 'resume_run', 'FederatedRecommender', 'plot_federated']
+__all__ = ['SUM_FIELDS', 'REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
+           'error_sums', 'eval_sums', 'add_sums', 'metrics_from_sums', 'train_central', 'refit_private_rows',
+           'personal_scorer', 'topn_suffixes', 'topn_sums', 'topn_metrics_from_sums', 'topn_record', 'RoundPlan',
+           'plan_round', 'no_update', 'sum_accepted', 'combine_round', 'round_figures', 'Runtime', 'BuiltinRuntime',
+           'RunState', 'run_rounds', 'run_results', 'run_defences', 'rated_matrix', 'run_federated', 'resume_run',
+           'FederatedRecommender', 'plot_federated']
 
 # %% ../nbs/06k_run_federated.ipynb #99841189
 @torch.no_grad()
@@ -86,10 +87,12 @@ def eval_sums(net, features, users, items, ratings, rating_scale) -> dict:
     "`error_sums` of `net` on the rows (`users`, `items`, `ratings`): what a client sends for the server to add up."
     return error_sums(predict_rows(net, features, users, items).double().cpu(), torch.as_tensor(ratings).double().cpu(), rating_scale)
 
+SUM_FIELDS = ("count", "abs_err", "sq_err", "abs_err_unclipped", "ape", "sum_y", "sum_y2")   # what `error_sums` returns
+
 def add_sums(parts) -> dict:
     "Add `eval_sums` dicts (one per client) into one."
     parts = list(parts)
-    return {k: sum(p[k] for p in parts) for k in ("count", "abs_err", "sq_err", "abs_err_unclipped", "ape", "sum_y", "sum_y2")}
+    return {k: sum(p[k] for p in parts) for k in SUM_FIELDS}
 
 def metrics_from_sums(s: dict) -> dict:
     "MAE, RMSE, MSE, MAPE and R2 (the `test_` figures of `evaluate_global`) from `eval_sums`, or the sum of several clients' sums."

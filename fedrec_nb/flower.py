@@ -19,10 +19,10 @@ from flwr.serverapp import Grid, ServerApp
 __all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
            'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
            'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums', 'node_step', 'settle_private',
-           'handle_message', 'make_client_app', 'wait_for_nodes', 'FlowerRuntime', 'serve', 'SecAggFinal',
-           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port',
-           'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
-           'serve_secagg', 'make_secagg_server_app']
+           'handle_message', 'make_client_app', 'wait_for_nodes', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime',
+           'serve', 'SecAggFinal', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log',
+           'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app',
+           'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06l_flower.ipynb #31c90490
 import math
@@ -42,7 +42,7 @@ from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resol
 from .objectives import OBJECTIVES
 from .federated import (FederatedRecommender, Runtime, RunState, add_sums, client_spread, eval_sums, load_params,
                                  metrics_from_sums, personal_scorer, plot_federated, rated_matrix, run_defences, run_results,
-                                 run_rounds, sum_accepted, topn_metrics_from_sums, topn_record, topn_suffixes,
+                                 run_rounds, sum_accepted, SUM_FIELDS, topn_metrics_from_sums, topn_record, topn_suffixes,
                                  topn_sums)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
 from .records import round_record, weighted_mean, write_run_results
@@ -78,7 +78,7 @@ def arrays_record(tensors: dict) -> ArrayRecord:
 def record_tensors(record: ArrayRecord, like: dict | None = None) -> dict:
     "The named tensors of an `ArrayRecord` (CPU); with `like`, each in the shape of `like[name]` (Flower stores a 0-d array as 1-d)."
     out = {k: torch.from_numpy(np.array(a.numpy())) for k, a in record.items()}
-    if like is not None: out = {k: t.reshape(like[k].shape) if k in like else t for k, t in out.items()}
+    if like is not None: out = {k: t.reshape(like[k].shape) if k in like and t.numel() == like[k].numel() else t for k, t in out.items()}
     return out
 
 def update_record(update: dict) -> ArrayRecord:
@@ -93,7 +93,7 @@ def record_update(record: ArrayRecord, like: dict | None = None) -> dict:
     "The update `update_record` wrote, back as `name -> Tensor | SparseRows` (dense ones shaped as `like`'s)."
     t, out = record_tensors(record, like), {}
     for k, v in t.items():
-        if k.endswith("#index"): out[k[:-6]] = SparseRows(v.long(), t[k[:-6] + "#values"])
+        if k.endswith("#index"): out[k[:-6]] = SparseRows(v, t[k[:-6] + "#values"])   # its dtype as sent: `update_problem` checks it
         elif not k.endswith("#values"): out[k] = v
     return out
 
@@ -238,7 +238,7 @@ def settle_private(state, pid: int, accepted) -> None:
 def handle_message(msg: Message, context: Context, params: dict | None = None) -> Message:
     """The ClientApp's work for one message: settle its last rows, evaluate and/or train, check its own result with the
     servers' rule (`update_problem`, its private rows included: the server never sees them) and reply."""
-    p = params if params is not None else params_from_run_config(dict(context.run_config))
+    p = parse_params(params) if params is not None else params_from_run_config(dict(context.run_config))
     pid, parts = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
     if parts != p["num_clients"]:
         raise ParameterError(f"node config num-partitions={parts} but the run has num_clients={p['num_clients']}: "
@@ -293,20 +293,24 @@ def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list,
     errors = [m.error.reason for m in got if m.has_error()]
     if got and len(errors) == len(got):
         raise RuntimeError(f"round {round_idx}: every node failed; the first said: {errors[0]}")
-    replies = sorted((m for m in got if m.has_content()), key=lambda m: int(m.content["node"]["cid"]))
-    return replies, errors, len(msgs) * shared_rec.count_bytes()
+    return [m for m in got if m.has_content()], errors, len(msgs) * shared_rec.count_bytes()
 
 def _parse(replies, like: dict) -> tuple:
-    "Per-client eval sums, `ClientResult`s and the updates the nodes themselves refused (`dict(cid, reason)`), in partition order."
+    """Per-client eval sums, `ClientResult`s and the replies left out (`dict(cid, reason)`: the nodes' own refusals, and any reply
+    the server cannot read, which never ends the run), in partition order."""
     sums, results, refused = {}, [], []
     for m in replies:
-        cid = int(m.content["node"]["cid"])
-        if "eval" in m.content: sums[cid] = dict(m.content["eval"])
-        if "rejected" in m.content: refused.append(dict(cid=cid, reason=str(m.content["rejected"]["reason"])))
-        if "update" in m.content:
-            t = dict(m.content["train"])
-            results.append(ClientResult(cid, int(t.pop("n_train")), record_update(m.content["update"], like), t, None))
-    return sums, results, refused
+        try: cid = int(m.content["node"]["cid"])
+        except Exception as e: refused.append(dict(cid=-1, reason=f"a reply without a client id ({type(e).__name__})")); continue
+        try:
+            if "eval" in m.content: sums[cid] = {k: float(v) for k, v in dict(m.content["eval"]).items()}
+            if "rejected" in m.content: refused.append(dict(cid=cid, reason=str(m.content["rejected"]["reason"])))
+            if "update" in m.content:
+                t = {k: float(v) for k, v in dict(m.content["train"]).items()}
+                t.pop("n_train", None)   # a client's claimed size is never used: the server weighs by its own counts
+                results.append(ClientResult(cid, 1, record_update(m.content["update"], like), t, None))
+        except Exception as e: refused.append(dict(cid=cid, reason=f"a malformed reply ({type(e).__name__}: {e})"))
+    return sums, sorted(results, key=lambda r: r.cid), sorted(refused, key=lambda x: x["cid"])
 
 
 # %% ../nbs/06l_flower.ipynb #c1bda3c9
@@ -317,13 +321,58 @@ def _client_errors(sums: dict, n: int) -> tuple:
         if s.get("count", 0) > 0: mae[cid], rmse[cid] = s["abs_err"] / s["count"], math.sqrt(s["sq_err"] / s["count"])
     return mae, rmse
 
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+def check_eval_sums(fed: Federation, sums: dict) -> tuple[dict, list]:
+    """The nodes' rating sums the server can vouch for, and `dict(cid, reason)` for each it leaves out. The server knows each
+    client's held-out rows (their count and ratings) and the rating scale, so a count, a sum of ratings or an error out of
+    bounds is a lie or a fault, never a figure."""
+    lo, hi = (float(x) for x in fed.rating_scale)
+    span, kept, bad = hi - lo, {}, []
+    for cid, s in sorted(sums.items()):
+        why = None
+        if not (0 <= cid < len(fed.clients)): why = "not a client of this federation"
+        elif not all(_finite_number(s.get(k)) for k in SUM_FIELDS): why = f"missing or non-finite sums (needs {', '.join(SUM_FIELDS)})"
+        else:
+            y = fed.clients[cid].test_ratings.double()
+            n, tol = len(y), 1e-6 * max(1.0, float(y.abs().sum()))
+            if s["count"] != n: why = f"count {s['count']:g} where the client holds {n} held-out rows"
+            elif abs(s["sum_y"] - float(y.sum())) > tol or abs(s["sum_y2"] - float((y * y).sum())) > tol * max(1.0, hi):
+                why = "the sums of its held-out ratings are not the client's"
+            elif not (0 <= s["abs_err"] <= n * span + tol and 0 <= s["sq_err"] <= n * span ** 2 + tol and s["ape"] >= 0
+                      and s["abs_err_unclipped"] >= 0):
+                why = f"errors outside what ratings in [{lo:g}, {hi:g}] allow"
+        if why is None: kept[cid] = s
+        else: bad.append(dict(cid=cid, reason=why))
+    return kept, bad
+
+def check_topn_sums(fed: Federation, sums: dict, suffixes) -> tuple[dict, list]:
+    "The nodes' top-N sums the server can vouch for (one held-out row per user a client owns; HR and NDCG per row in [0, 1])."
+    kept, bad = {}, []
+    for cid, s in sorted(sums.items()):
+        why = None
+        if not (0 <= cid < len(fed.clients)): why = "not a client of this federation"
+        else:
+            n = fed.clients[cid].n_test
+            for suf in suffixes:
+                vals = [s.get(f"topn{suf}_{m}") for m in ("n", "hr", "ndcg")]
+                if not all(_finite_number(v) for v in vals): why = f"missing or non-finite top-N sums{suf}"; break
+                if vals[0] != n: why = f"ranks {vals[0]:g} held-out items where the client holds {n}"; break
+                if not (0 <= vals[1] <= n and 0 <= vals[2] <= n): why = "HR or NDCG sums outside [0, rows]"; break
+        if why is None: kept[cid] = s
+        else: bad.append(dict(cid=cid, reason=why))
+    return kept, bad
+
 def _orphan_metrics(fed: Federation, glob: dict, sums: dict) -> dict:
-    "Test figures of the model `glob`: the nodes' eval sums, and the server's own for the held-out rows no node owns."
+    """Test figures of the model `glob`: the nodes' eval sums that pass `check_eval_sums` (the others are left out and listed in
+    `rejected_evaluations`), and the server's own for the held-out rows no node owns."""
+    sums, bad = check_eval_sums(fed, sums)
     (tu, ti, ty), orphan = fed.test, torch.as_tensor(fed.test_owner < 0)
     load_params(fed.model, glob)
     own = add_sums([*sums.values(), eval_sums(fed.model, fed.features, tu[orphan], ti[orphan], ty[orphan], fed.rating_scale)])
     c_mae, _ = _client_errors(sums, fed.params["num_clients"])
-    return dict(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums))
+    return dict(**metrics_from_sums(own), **client_spread(c_mae), clients_evaluated=len(sums), rejected_evaluations=bad)
 
 def _implicit_metrics(fed: Federation, glob: dict, topn) -> dict:
     "Objective 'implicit': `test_hr@10` and `test_ndcg@10` (sampled) of the model `glob` on every user's held-out item, as `run_federated` records them."
@@ -338,12 +387,13 @@ def _node_topn_metrics(fed: Federation, glob: dict, topn: ImplicitData, sums: di
     rows no node owns (their users keep the initial rows, as in the built-in engines); `eval_seconds`: the slowest node's
     sampled ranking (the nodes rank at once) and the server's."""
     t = time.perf_counter()
+    sums, bad = check_topn_sums(fed, sums, suffixes)
     load_params(fed.model, glob)
     orphan = topn_sums(model_scorer(fed.model), _topn_rows(topn, fed.test_owner < 0), suffixes, model_scorer(fed.model))
     nodes = max((s.get("topn_seconds", 0.0) for s in sums.values()), default=0.0)
     return dict(**topn_metrics_from_sums([*sums.values(), orphan], suffixes),
                 **client_spread(np.full(fed.params["num_clients"], np.nan)), clients_evaluated=len(sums),
-                eval_seconds=nodes + time.perf_counter() - t)
+                rejected_evaluations=bad, eval_seconds=nodes + time.perf_counter() - t)
 
 class FlowerRuntime(Runtime):
     """Flower's runtime for `run_rounds`: each round's plan goes to every node in one message (the shared model, who trains,
@@ -370,7 +420,7 @@ class FlowerRuntime(Runtime):
     def _fill(self, sums: dict, final: bool):
         "The test figures of the pending round, from the nodes' sums of the model it left (and the server's own for no one's rows)."
         rec, glob = self.pending
-        self.pending, self.sums = None, sums
+        self.pending, self.sums = None, (check_eval_sums(self.fed, sums)[0] if not self.implicit else sums)
         if not self.implicit:
             self.last = _orphan_metrics(self.fed, glob, sums); rec.update(self.last); return
         m = _node_topn_metrics(self.fed, glob, self.topn, sums, topn_suffixes(self.net, final))
@@ -736,6 +786,7 @@ class SecAggFedStrategy(Strategy):
         self.sums = {int(er.metrics["cid"]): {k: v for k, v in er.metrics.items() if k != "cid"} for _, er in results}
         for s in self.sums.values(): s["count"] = int(s["count"])
         self.last = _orphan_metrics(self.fed, self.glob, self.sums)
+        self.sums = check_eval_sums(self.fed, self.sums)[0]   # the final per-client figures: only sums the server vouches for
         self.history[-1].update(self.last)
         return self.history[-1]["test_mse"], {}
 

@@ -111,7 +111,8 @@ def round_record(round_idx: int,      # 0-based
     return dict(round=round_idx + 1, train_loss=weighted_mean(stats, "train_loss"), local_mae=weighted_mean(stats, "local_mae"),
                 clients=int(answering), clients_answered=len(stats), sampled=int(sampled), dropped=int(sampled - answering),
                 node_errors=len(node_errors), node_error_reasons=list(node_errors), bytes_down=int(bytes_down), bytes_up=int(bytes_up),
-                **extra, rejected=len(rejected), rejected_updates=list(rejected), skipped=bool(skipped), samples=samples,
+                **extra, rejected=len(rejected), rejected_updates=list(rejected),
+                rejected_evaluations=[],   # a runtime whose clients evaluate lists the sums it left out (`check_eval_sums`) skipped=bool(skipped), samples=samples,
                 train_seconds=float(t_train), samples_per_s=samples / max(t_train, 1e-9), seconds=float(t_train))
 
 def write_run_results(output_dir, results: dict, history: list, client_rows: list) -> Path:
