@@ -116,12 +116,17 @@ def _to_jsonable(o):
     if isinstance(o, Path): return str(o)
     return o
 
+def _file_mode() -> int:
+    "The mode a new file gets under the user's umask (a temporary file is created 0600)."
+    mask = os.umask(0); os.umask(mask)
+    return 0o666 & ~mask
+
 def atomic_write(path, write):
-    "Call `write(tmp_path)` and rename the temporary file to `path` only when it succeeded."
+    "Call `write(tmp_path)` and rename the temporary file to `path` only when it succeeded; the file gets the user's usual mode."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp"); os.close(fd)
     try:
-        write(tmp); os.replace(tmp, path)
+        write(tmp); os.chmod(tmp, _file_mode()); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
@@ -135,7 +140,11 @@ def save_results(output_dir, results: dict, table: pd.DataFrame | None = None, n
     return out / f"{name}.json"
 
 def load_results(output_dir, name="results"):
-    "Read back what `save_results` wrote."
+    "Read back what `save_results` wrote; refuse a set whose writing was interrupted (its `<name>.incomplete` marker is there)."
+    marker = Path(output_dir) / f"{name}.incomplete"
+    if marker.exists():
+        raise ValueError(f"{marker}: the run writing {name}.json, {name}.csv and clients.csv was stopped before it finished; "
+                         "the files there may mix two runs (run it again, or delete the marker if you know they are one set)")
     return json.loads((Path(output_dir) / f"{name}.json").read_text())
 
 # %% auto #0

@@ -33,7 +33,8 @@ from .baselines import Recommender
 from .defences import Defences
 from .implicit import ImplicitData, implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
-                               check_resume, write_run_results, round_record, rng_states, set_rng_states)
+                               check_resume, write_run_results, round_record, rng_states, set_rng_states, RunLock,
+                               check_checkpoints, check_output_paths)
 
 # %% auto #0
 __all__ = ['SUM_FIELDS', 'REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
@@ -438,10 +439,17 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
         module, fn = RUNTIMES[p["engine"]].split(":")
         return getattr(importlib.import_module(module), fn)(p, plots=plots)
+    out = Path(p["output_dir"])
+    ckpt_dir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] is not None else out / "checkpoints"
+    check_output_paths(out, ckpt_dir)   # before any work: a blocked path would lose the run at its end
+    with RunLock(out):
+        check_checkpoints(ckpt_dir, p)
+        return _run_builtin(p, out, ckpt_dir, experiment, progress, plots, ranking)
+
+def _run_builtin(p, out, ckpt_dir, experiment, progress, plots, ranking) -> dict:
+    "`run_federated` with the built-in runtime, holding its output folder."
     fed = build_federation(p, experiment)   # data, split, clients, seeded model
     p, exp = fed.params, fed.experiment
-    out = Path(p["output_dir"]); out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] is not None else out / "checkpoints"
     dev = as_device(p["device"])
     net = fed.model.to(dev)
     state = RunState({n: t.detach().clone() for n, t in net.named_parameters()})

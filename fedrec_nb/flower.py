@@ -45,7 +45,7 @@ from .federated import (FederatedRecommender, Runtime, RunState, add_sums, clien
                                  run_rounds, sum_accepted, SUM_FIELDS, topn_metrics_from_sums, topn_record, topn_suffixes,
                                  topn_sums)
 from .implicit import ImplicitData, evaluate_topn, implicit_data, model_scorer
-from .records import round_record, weighted_mean, write_run_results
+from .records import RunLock, check_output_paths, round_record, weighted_mean, write_run_results
 from .robust import unstack
 from .strategies import make_strategy
 
@@ -464,9 +464,12 @@ def serve(grid: Grid, params: dict) -> dict:
     if params.get("secure_aggregation"):
         raise ParameterError("parameter secure_aggregation=True: this is the plain app; SecAgg+ runs as its own app "
                              "(flwr run flower_app/secagg ..., or run_flower(params) in simulation)")
+    check_output_paths(params["output_dir"])
+    with RunLock(params["output_dir"]): return _serve(grid, params)
+
+def _serve(grid: Grid, params: dict) -> dict:
     fed = build_federation(dict(params, engine="sequential"))
     p = {**params, **fed.params, "engine": "flower"}
-    Path(p["output_dir"]).mkdir(parents=True, exist_ok=True)
     strat, guard = make_strategy(p["strategy"], p["server_lr"], p["mu"]), run_defences(p, fed, fed.model)
     state = RunState({n: t.clone() for n, t in fed.initial_params.items()})
     runtime = FlowerRuntime(grid, wait_for_nodes(grid, p["num_clients"], p["node_timeout"]), fed, p)

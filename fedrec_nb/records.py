@@ -14,11 +14,12 @@ import torch
 from .experiment import ParameterError, atomic_write, save_results
 
 # %% auto #0
-__all__ = ['data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint', 'check_resume',
-           'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results']
+__all__ = ['RESULT_FILES', 'data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint',
+           'check_resume', 'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results',
+           'check_output_paths', 'RunLock', 'check_checkpoints']
 
 # %% ../nbs/06j_records.ipynb #1b2670ec
-import hashlib, pickle
+import hashlib, os, pickle
 
 from .parameters import RESUMABLE   # what may change when a run resumes
 
@@ -115,9 +116,64 @@ def round_record(round_idx: int,      # 0-based
                 rejected_evaluations=[],   # a runtime whose clients evaluate lists the sums it left out (`check_eval_sums`) skipped=bool(skipped), samples=samples,
                 train_seconds=float(t_train), samples_per_s=samples / max(t_train, 1e-9), seconds=float(t_train))
 
+RESULT_FILES = ("results.json", "results.csv", "clients.csv")   # one set: a run writes all of them or marks them incomplete
+
 def write_run_results(output_dir, results: dict, history: list, client_rows: list) -> Path:
-    "Write a run's `results.json`, `results.csv` (one row per round) and `clients.csv`, each atomically."
+    """Write a run's `results.json`, `results.csv` (one row per round) and `clients.csv` as one set: each atomically, with a
+    `results.incomplete` marker in place while they are replaced (`load_results` refuses a set that still has it)."""
     out = Path(output_dir)
+    marker = atomic_write(out / "results.incomplete", lambda p: Path(p).write_text(f"being written by process {os.getpid()}\n"))
     path = save_results(out, results, pd.DataFrame(history))
     atomic_write(out / "clients.csv", lambda p: pd.DataFrame(client_rows).to_csv(p, index=False))
+    marker.unlink()
     return path
+
+def check_output_paths(output_dir, checkpoint_dir=None):
+    "Raise `ParameterError` before any training when a result file's path is a folder, or the checkpoint folder is a file."
+    for name in RESULT_FILES:
+        p = Path(output_dir) / name
+        if p.is_dir(): raise ParameterError(f"parameter output_dir={str(output_dir)!r}: {p} is a folder, where the run writes a file")
+    if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise ParameterError(f"parameter checkpoint_dir={str(checkpoint_dir)!r}: a file, where the run keeps its checkpoints")
+
+class RunLock:
+    "Holds `output_dir` for one run: a second run there is refused, naming the first's process; a dead run's lock is taken over."
+    def __init__(self, output_dir):
+        self.path = Path(output_dir) / ".fedrec.lock"
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = _lock_owner(self.path)
+                if pid is not None and pid != os.getpid() and _alive(pid):
+                    raise ParameterError(f"parameter output_dir={str(self.path.parent)!r}: process {pid} is running there "
+                                         f"(lock {self.path}); give another output_dir, or wait until it ends") from None
+                self.path.unlink(missing_ok=True); continue   # left by a run that died (or by this process): taken over
+            os.write(fd, str(os.getpid()).encode()); os.close(fd)
+            return self
+        raise ParameterError(f"parameter output_dir={str(self.path.parent)!r}: its lock {self.path} cannot be taken")
+    def __exit__(self, *exc):
+        if _lock_owner(self.path) == os.getpid(): self.path.unlink(missing_ok=True)
+
+def _lock_owner(path) -> int | None:
+    try: return int(Path(path).read_text().strip())
+    except (OSError, ValueError): return None
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def check_checkpoints(checkpoint_dir, params: dict):
+    """Raise `ParameterError` when a fresh run (`resume=False`) would write over the checkpoints of another experiment: a run
+    killed there could no longer resume. The same experiment's checkpoints are simply replaced."""
+    ck = latest_checkpoint(checkpoint_dir)
+    if ck is None or params["resume"]: return
+    try: other = torch.load(ck, map_location="cpu", weights_only=True)["params"]
+    except Exception: return   # not readable: `load_checkpoint` would refuse it; a fresh run replaces it
+    diff = sorted(k for k, v in params.items() if k not in RESUMABLE and other.get(k) != v)
+    if diff:
+        raise ParameterError(f"parameter checkpoint_dir={str(checkpoint_dir)!r}: {ck.name} is another run's checkpoint (other "
+                             f"{', '.join(diff[:5])}); resume=True continues that run, or give another output_dir or checkpoint_dir")
