@@ -408,14 +408,39 @@ class FlowerRuntime(Runtime):
         self.on_nodes = not self.implicit or bool(self.private)   # the nodes evaluate and send sums
         self.topn = implicit_data(fed.experiment.train, fed.experiment.test, fed.features) if self.implicit else None
         self.pending, self.accepted, self.sums, self.topn_final, self.last = None, [], {}, {}, {}
+        self.registered = {}   # node id -> the partition it answered for in the first exchange
 
     def _exchange(self, glob: dict, round_idx: int, train: list, final: bool = False):
         shared = arrays_record({n: t for n, t in glob.items() if n not in self.private})
         replies, errors, sent = _exchange(self.grid, self.nodes, shared, round_idx, train, self.pending is not None,
                                           self.p["round_timeout"], final=final, accepted=self.accepted)
+        replies, moved = self._registered(replies)
         sums, results, refused = _parse(replies, glob)
         if self.pending is not None: self._fill(sums, final)
-        return results, refused, errors, sent
+        return results, sorted(refused + moved, key=lambda x: x["cid"]), errors, sent
+
+    def _registered(self, replies: list) -> tuple:
+        """The replies of nodes answering for the partition they registered with (the first exchange's), and a refusal for each
+        other; two nodes holding one partition stop the run at its start, naming both."""
+        def cid(m):
+            try: return int(m.content["node"]["cid"])
+            except Exception: return None
+        if not self.registered:
+            by = {}
+            for m in replies: by.setdefault(cid(m), []).append(m.metadata.src_node_id)
+            two = {k: v for k, v in by.items() if k is not None and len(v) > 1}
+            if two:
+                k, v = next(iter(two.items()))
+                raise ParameterError(f"nodes {', '.join(map(str, v))} all hold partition-id {k}: start one SuperNode per "
+                                     f"client, with node-config partition-id=0..{self.p['num_clients'] - 1}")
+            self.registered = {n: k for k, v in by.items() for n in v if k is not None}
+            return replies, []
+        keep, moved = [], []
+        for m in replies:
+            own = self.registered.get(m.metadata.src_node_id)
+            if own is None or own == cid(m): keep.append(m)
+            else: moved.append(dict(cid=own, reason=f"node {m.metadata.src_node_id} holds partition {own} and replied as client {cid(m)}"))
+        return keep, moved
 
     def _fill(self, sums: dict, final: bool):
         "The test figures of the pending round, from the nodes' sums of the model it left (and the server's own for no one's rows)."

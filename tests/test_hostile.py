@@ -26,6 +26,7 @@ class FakeGrid:
         out = []
         for m in msgs:
             k = m.metadata.dst_node_id - 100
+            TaskIdentity.node_id = 100 + k   # the reply's sender, as a SuperNode sets it
             r = flower.handle_message(m, self.ctx[k], self.params)
             if k in self.tamper: self.tamper[k](r.content, m)
             out.append(r)
@@ -103,7 +104,8 @@ def test_lying_evaluation_sums_are_left_out_and_listed(csv, tmp_path, honest):
 
 
 @pytest.mark.parametrize("case, tamper, reason", [
-    ("another client's id", _set("node", cid=0), "second reply"),
+    ("another client's id after registering", lambda c, m: _set("node", cid=0)(c, m) if m.content["config"]["round"] > 0 else None,
+     "replied as client 0"),
     ("an id not in the federation", _set("node", cid=-1), "not asked"),
     ("float64 values", _rows(lambda k, a: a.astype(np.float64) if not k.endswith("#index") else a), "dtype"),
     ("float16 values", _rows(lambda k, a: a.astype(np.float16) if not k.endswith("#index") else a), "dtype"),
@@ -113,7 +115,7 @@ def test_lying_evaluation_sums_are_left_out_and_listed(csv, tmp_path, honest):
 ])
 def test_malformed_updates_are_rejected_and_the_run_goes_on(csv, tmp_path, honest, case, tamper, reason):
     res, glob = _serve(_params(csv, tmp_path), {1: tamper})
-    for h in res["rounds"]:
+    for h in res["rounds"][1 if "registering" in case else 0:]:
         assert h["rejected"] >= 1 and any(reason in x["reason"] for x in h["rejected_updates"]), (case, h["rejected_updates"])
     assert all(np.isfinite(t).all() for t in glob.values())
 
@@ -142,3 +144,11 @@ def test_an_update_from_a_client_not_sampled_is_rejected(csv, tmp_path):
         if any(x["cid"] == 3 for x in h["rejected_updates"]):
             assert any("not asked" in x["reason"] for x in h["rejected_updates"] if x["cid"] == 3)
     assert any(any(x["cid"] == 3 and "not asked" in x["reason"] for x in h["rejected_updates"]) for h in res["rounds"])
+
+
+def test_two_nodes_holding_one_partition_stop_the_run_at_its_start(csv, tmp_path):
+    p = _params(csv, tmp_path)
+    grid = FakeGrid(p, 3)
+    grid.ctx[2] = Context(1, 102, {"partition-id": 1, "num-partitions": 3}, RecordDict(), {})   # partition-ids 0, 1, 1
+    with pytest.raises(flower.ParameterError, match="nodes 101, 102 all hold partition-id 1"):
+        flower.serve(grid, p)
