@@ -167,12 +167,15 @@ def _alive(pid: int) -> bool:
     return True
 
 def check_checkpoints(checkpoint_dir, params: dict):
-    """Raise `ParameterError` when a fresh run (`resume=False`) would write over the checkpoints of another experiment: a run
-    killed there could no longer resume. The same experiment's checkpoints are simply replaced."""
+    """Raise `ParameterError` when a fresh run (`resume=False`) would write over the checkpoints of another experiment that
+    stopped before its last round: that run could no longer resume. A finished run's, or the same experiment's, are replaced."""
     ck = latest_checkpoint(checkpoint_dir)
     if ck is None or params["resume"]: return
-    try: other = torch.load(ck, map_location="cpu", weights_only=True)["params"]
+    try:
+        state = torch.load(ck, map_location="cpu", weights_only=True)
+        other, done = state["params"], int(state["round"]) >= int(state["params"]["rounds"])
     except Exception: return   # not readable: `load_checkpoint` would refuse it; a fresh run replaces it
+    if done: return
     diff = sorted(k for k, v in params.items() if k not in RESUMABLE and other.get(k) != v)
     if diff:
         raise ParameterError(f"parameter checkpoint_dir={str(checkpoint_dir)!r}: {ck.name} is another run's checkpoint (other "
