@@ -9,13 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-from .downloads import DATASETS, NETWORK_TIMEOUT, fetch_movielens, find_movielens
-from .movielens import load_ml1m_metadata, load_movielens, read_movielens_at
+from .downloads import DATASETS, NETWORK_TIMEOUT, REQUIRED_FILES, fetch_movielens, find_movielens
+from .movielens import find_ml1m_metadata, load_ml1m_metadata, load_movielens, read_movielens_at
 from .ratings import RatingsData, load_ratings
 from .synthetic import synthetic_movielens
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'RATINGS_SUFFIXES', 'load_dataset', 'is_ratings_path', 'fetch_cli']
+__all__ = ['DATASET_NAMES', 'RATINGS_SUFFIXES', 'load_dataset', 'is_ratings_path', 'dataset_files', 'fetch_cli']
 
 # %% ../nbs/01f_data.ipynb #fb16b573
 def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized), 'synthetic-ml-1m', or a path to a ratings file
@@ -40,6 +40,23 @@ RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 def is_ratings_path(name) -> bool:
     "Whether a `dataset` value names a ratings file (`.csv`, `.tsv`, `.txt`, `.parquet`) rather than a known dataset."
     return isinstance(name, (str, os.PathLike)) and Path(name).suffix.lower() in RATINGS_SUFFIXES
+
+# %% ../nbs/01f_data.ipynb #b3e1f2a5
+def dataset_files(name="ml-100k", # as `load_dataset`'s `name`
+                  data_dir=None,  # as `load_dataset`'s `data_dir`
+                  download=True,  # may a missing MovieLens release be downloaded (as `load_dataset` would)?
+                 ) -> list:
+    "The files `load_dataset(name, data_dir)` reads (`Path`s, in a fixed order); [] for data generated from the seed alone."
+    if name == "synthetic": return []
+    if name == "synthetic-ml-1m":
+        src = find_ml1m_metadata(data_dir)
+        return [] if src is None else [src / "users.dat", src / "movies.dat"] if src.is_dir() else [src]
+    if is_ratings_path(name): return [Path(name)]
+    path = find_movielens(name, data_dir)
+    if path is None:
+        if not download: raise FileNotFoundError(f"{name}: not found in the search folders and download=False")
+        path = fetch_movielens(name, progress=False)
+    return [path / f for f in REQUIRED_FILES[name]] if path.is_dir() else [path]
 
 # %% ../nbs/01f_data.ipynb #a1d5c0e6
 def fetch_cli(argv=None):

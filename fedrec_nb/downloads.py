@@ -15,9 +15,9 @@ import urllib.request
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['GROUPLENS_URL', 'DATASETS', 'NETWORK_TIMEOUT', 'RECBOLE_WHEEL', 'cache_dir', 'check_movielens_name', 'search_dirs',
-           'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download', 'fetch_recbole_wheel',
-           'fetch_movielens']
+__all__ = ['GROUPLENS_URL', 'DATASETS', 'REQUIRED_FILES', 'NETWORK_TIMEOUT', 'RECBOLE_WHEEL', 'cache_dir', 'check_movielens_name',
+           'search_dirs', 'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download',
+           'fetch_recbole_wheel', 'fetch_movielens']
 
 # %% ../nbs/01a_downloads.ipynb #869bf537
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
@@ -30,10 +30,10 @@ DATASETS = {
     "ml-25m": dict(md5="6b51fb2759a8657d3bfcbfc42b592ada", scale=(0.5, 5.0)),
     "ml-32m": dict(md5=None, scale=(0.5, 5.0)),
 }
-# the files that must be present for each dataset (relative to its folder)
-_REQUIRED = {"ml-100k": ["u.data", "u.user", "u.item"], "ml-1m": ["ratings.dat", "users.dat", "movies.dat"],
-             "ml-latest-small": ["ratings.csv", "movies.csv"], "ml-25m": ["ratings.csv", "movies.csv"],
-             "ml-32m": ["ratings.csv", "movies.csv"]}
+# the files that must be present for each dataset (relative to its folder): the ones its reader reads
+REQUIRED_FILES = {"ml-100k": ["u.data", "u.user", "u.item"], "ml-1m": ["ratings.dat", "users.dat", "movies.dat"],
+                  "ml-latest-small": ["ratings.csv", "movies.csv"], "ml-25m": ["ratings.csv", "movies.csv"],
+                  "ml-32m": ["ratings.csv", "movies.csv"]}
 def cache_dir() -> Path:
     "The download cache: `FEDREC_CACHE` or `~/.cache/fedrec_nb`."
     return Path(os.environ.get("FEDREC_CACHE", Path.home() / ".cache" / "fedrec_nb"))
@@ -60,7 +60,7 @@ def find_movielens(name="ml-100k", data_dir=None):
     check_movielens_name(name)
     for d in search_dirs(data_dir):
         if (d / name).is_dir():
-            missing = [f for f in _REQUIRED[name] if not (d / name / f).is_file()]
+            missing = [f for f in REQUIRED_FILES[name] if not (d / name / f).is_file()]
             if missing:
                 raise FileNotFoundError(f"{d / name}: this {name} folder lacks {', '.join(missing)}. Put the missing "
                                         f"file(s) there, or move the folder away to let another source be used.")

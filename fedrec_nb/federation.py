@@ -5,7 +5,7 @@
 # %% ../nbs/06i_federation.ipynb #af29c513
 from __future__ import annotations
 
-import hashlib, json
+import hashlib, json, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 
 from .client import ClientData, build_clients
+from .data import dataset_files
+from .downloads import sha256sum
 from .features import Features, encode_ratings
 from .experiment import Experiment, ParameterError, check_number, prepare_experiment, atomic_write
 from .models import IMPLICIT_MODELS, build_model
@@ -25,7 +27,8 @@ from .strategies import make_strategy
 
 # %% auto #0
 __all__ = ['check_clients_fit', 'local_config', 'Federation', 'build_federation', 'private_names', 'federation_model',
-           'federation_key', 'save_clients', 'load_client']
+           'file_sha256', 'dataset_fingerprint', 'federation_key', 'CacheWarning', 'CacheError', 'read_cached',
+           'save_clients', 'load_client']
 
 # %% ../nbs/06i_federation.ipynb #d2a72b81
 def check_clients_fit(num_clients: int, train: pd.DataFrame):
@@ -89,10 +92,54 @@ def federation_model(p: dict, features, rating_scale) -> torch.nn.Module:
     "The network of a run's parameters `p` (the caller seeds torch), as its objective builds it (`fedrec_nb.objectives`)."
     return OBJECTIVES[p["objective"]].build(p, features, rating_scale)   # implicit `mf` is `LogitMF`: the same parameters, the logit
 
-def federation_key(params: dict) -> str:
-    "A hash of the parameters that decide the clients' data (`DATA_KEYS`): the name of their cache folder."
+# %% ../nbs/06i_federation.ipynb #5c1e0a72
+_DIGESTS: dict = {}   # per process: (path, size, mtime_ns, inode) -> SHA-256 of the file's bytes
+
+def file_sha256(path) -> str:
+    "SHA-256 of the bytes of the file at `path` (streamed in 1 MiB chunks), computed once per process for each (path, size, mtime, inode)."
+    path = Path(path); st = path.stat()
+    k = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if k not in _DIGESTS: _DIGESTS[k] = sha256sum(path)
+    return _DIGESTS[k]
+
+def dataset_fingerprint(params: dict) -> str:
+    """The data of the run `params` by its contents: the SHA-256 of the file `load_dataset` reads (`dataset_files`), a
+    SHA-256 over the files' SHA-256s when it reads several, 'generated' for data made from the seed alone ('synthetic')."""
     p = resolve_params(params)
-    return hashlib.sha256(json.dumps({k: p.get(k) for k in DATA_KEYS}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digests = [file_sha256(f) for f in dataset_files(p["dataset"], p["data_dir"])]
+    if not digests: return "generated"
+    return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
+
+def federation_key(params: dict) -> str:
+    "The name of the clients' cache folder: a hash of the parameters that decide their data (`DATA_KEYS`) and of the data's contents (`dataset_fingerprint`)."
+    p = resolve_params(params)
+    key = {**{k: p.get(k) for k in DATA_KEYS}, "data_sha256": dataset_fingerprint(p)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+class CacheWarning(UserWarning):
+    "A cached federation file that could not be used: it is deleted and rebuilt."
+
+class CacheError(RuntimeError):
+    "A cached federation file that cannot be used even after rebuilding it; the message names it."
+
+def read_cached(f, build, parse=None):
+    """`parse` of the cached file `f` (`torch.load`, `weights_only`, on the CPU; `parse` raises on content it cannot use),
+    `build()` writing it first when it is missing. A file that cannot be read or parsed is never used: a `CacheWarning`
+    names it, it is deleted and `build()` writes the files again, once; a `CacheError` naming it if that fails too."""
+    f = Path(f)
+    for attempt in range(2):
+        if not f.exists():
+            build()
+            if not f.exists(): raise CacheError(f"{f}: not written by building the federation")
+        try:
+            s = torch.load(f, map_location="cpu", weights_only=True)
+            return s if parse is None else parse(s)
+        except Exception as e:   # whatever it is, a file that fails is not to be trusted
+            why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+            if attempt: raise CacheError(f"{f}: cannot be used even after rebuilding it ({why})") from e
+            warnings.warn(f"{f}: cached file cannot be used ({why}); deleting it and rebuilding the federation's files",
+                          CacheWarning, stacklevel=2)
+            f.unlink(missing_ok=True)
 
 _FIELDS = ("users", "items", "ratings", "test_users", "test_items", "test_ratings")
 
@@ -103,11 +150,21 @@ def save_clients(fed: Federation, folder) -> Path:
         atomic_write(d / f"client_{c.cid}.pt", lambda t, c=c: torch.save(dict(cid=c.cid, **{k: getattr(c, k) for k in _FIELDS}), t))
     return d
 
-def load_client(params: dict, cid: int, folder, experiment: Experiment | None = None) -> ClientData:
-    "Client `cid`'s data from the cache under `folder`, building and saving the federation first if it is not there."
+def _client_data(s: dict, cid: int) -> ClientData:
+    "A client file's content as `ClientData`; ValueError when it holds another client or rows of unequal lengths."
+    c = ClientData(int(s["cid"]), *(s[k] for k in _FIELDS))
+    if c.cid != cid: raise ValueError(f"it holds client {c.cid}, not {cid}")
+    for names in (_FIELDS[:3], _FIELDS[3:]):
+        ts = [getattr(c, n) for n in names]
+        if not all(isinstance(t, torch.Tensor) and t.dim() == 1 for t in ts) or len({len(t) for t in ts}) != 1:
+            raise ValueError(f"{', '.join(names)}: not 1-d tensors of one length")
+    return c
+
+def load_client(params: dict, cid: int, folder, experiment: Experiment | None = None,
+                key: str | None = None,   # `federation_key(params)`, when the caller has computed it already
+               ) -> ClientData:
+    "Client `cid`'s data from the cache under `folder`, building and saving the federation first if it is not there (or is damaged: `read_cached`)."
     p = resolve_params(params)
     check_number("cid", cid, lo=0, hi=p["num_clients"] - 1, integer=True)
-    f = Path(folder) / federation_key(p) / f"client_{cid}.pt"
-    if not f.exists(): save_clients(build_federation(p, experiment), folder)
-    s = torch.load(f, map_location="cpu", weights_only=True)
-    return ClientData(int(s["cid"]), *(s[k] for k in _FIELDS))
+    f = Path(folder) / (key or federation_key(p)) / f"client_{cid}.pt"
+    return read_cached(f, lambda: save_clients(build_federation(p, experiment), folder), lambda s: _client_data(s, cid))

@@ -36,8 +36,8 @@ from .downloads import cache_dir
 from .features import Features
 from .defences import Defences, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
-from .federation import (Federation, build_federation, federation_key, federation_model, load_client, local_config,
-                                  private_names, save_clients)
+from .federation import (CacheError, Federation, build_federation, federation_key, federation_model, load_client,
+                                  local_config, private_names, read_cached, save_clients)
 from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
 from .objectives import OBJECTIVES
 from .federated import (FederatedRecommender, Runtime, RunState, add_sums, client_spread, eval_sums, load_params,
@@ -98,7 +98,7 @@ def record_update(record: ArrayRecord, like: dict | None = None) -> dict:
     return out
 
 # %% ../nbs/06l_flower.ipynb #bc028bc1
-_NODE_CACHE: dict = {}   # per process: (data settings, partition) -> NodeData
+_NODE_CACHE: dict = {}   # per process: (federation_key, meta file name, partition) -> Node
 
 
 # %% ../nbs/06l_flower.ipynb #13d2a435
@@ -108,6 +108,7 @@ class Node:
     params: dict; client: ClientData; features: Features; model: torch.nn.Module; initial_params: dict
     rating_scale: tuple; device: torch.device
     folder: Path | None = None   # where its files live (`node_topn` keeps its held-out rows there)
+    key: str | None = None       # its `federation_key`, computed once when it was loaded
     @property
     def private_names(self) -> tuple: return private_names(self.params, self.model)
 
@@ -132,26 +133,36 @@ def save_node_meta(fed: Federation, folder) -> Path:
     atomic_write(f, lambda t: torch.save(meta, t))
     return f
 
+def _node_meta(params: dict, m: dict) -> tuple:
+    "The features, network and meta of a meta file's content `m`; ValueError when its initial parameters are not that network's."
+    feats = Features(np.arange(m["n_users"]), np.arange(m["n_items"]), *(m[k] for k in _FEATURE_TENSORS),
+                     *(m[k] for k in _FEATURE_NAMES))   # indices stand for the raw ids: a node never sees them
+    net = federation_model(params, feats, tuple(m["rating_scale"]))   # the network `build_federation` builds
+    shapes = {n: tuple(t.shape) for n, t in net.named_parameters()}
+    if shapes != {n: tuple(t.shape) for n, t in m["initial_params"].items()}:
+        raise ValueError(f"initial parameters of another network than model={params['model']!r} on its sizes")
+    return feats, net, m
+
 def load_node(params: dict, cid: int, folder=None, device="cpu") -> Node:
-    "Node `cid`'s `Node`: from this process's memory, else from its files under `folder`, else built once and saved there."
+    """Node `cid`'s `Node`: from this process's memory, else from its files under `folder`, else built once and saved
+    there; a damaged file is named, deleted and rebuilt (`read_cached`). Its `federation_key` is computed once per call."""
     folder = Path(folder) if folder is not None else node_folder()
     fkey, meta_name = federation_key(params), _meta_name(params)
     key = (fkey, meta_name, int(cid))
     if key in _NODE_CACHE: return _NODE_CACHE[key]
     meta_f = folder / fkey / meta_name
-    if not meta_f.exists():
+    def build():
         fed = build_federation(dict(params, engine="sequential"))
         save_clients(fed, folder); save_node_meta(fed, folder)
-    client = load_client(params, cid, folder)
-    m = torch.load(meta_f, map_location="cpu", weights_only=True)
-    feats = Features(np.arange(m["n_users"]), np.arange(m["n_items"]), *(m[k] for k in _FEATURE_TENSORS),
-                     *(m[k] for k in _FEATURE_NAMES))   # indices stand for the raw ids: a node never sees them
-    net = federation_model(params, feats, tuple(m["rating_scale"]))   # the network `build_federation` builds
-    if set(dict(net.named_parameters())) != set(m["initial_params"]):
-        raise ParameterError(f"{meta_f}: written for another model than model={params['model']!r}; delete the folder")
+    feats, net, m = read_cached(meta_f, build, lambda m: _node_meta(params, m))
+    client = load_client(params, cid, folder, key=fkey)
+    for what, idx, n in (("users", client.users, feats.n_users), ("items", client.items, feats.n_items),
+                         ("users", client.test_users, feats.n_users), ("items", client.test_items, feats.n_items)):
+        if idx.numel() and int(idx.max()) >= n:
+            raise CacheError(f"{folder / fkey / f'client_{int(cid)}.pt'}: {what} beyond the {n:,} of {meta_f}; delete {folder / fkey}")
     dev = as_device(device)
     node = Node(params, client, feats.to(dev), net.to(dev), {n: t.to(dev) for n, t in m["initial_params"].items()},
-                tuple(m["rating_scale"]), dev, folder)
+                tuple(m["rating_scale"]), dev, folder, fkey)
     _NODE_CACHE[key] = node
     return node
 
@@ -175,19 +186,20 @@ def _topn_rows(data: ImplicitData, rows) -> ImplicitData:
 def node_topn(node: Node) -> ImplicitData:
     """Objective 'implicit': the held-out rows of the users node `node` owns (`ClientData.test_users`), each with the 99
     negatives every model shares (`implicit_data` on the whole split, seed 0), and those users' training keys (`full`).
-    Built once from the dataset the node loads, then read from its file next to the node's client file."""
+    Built once from the dataset the node loads, then read from its file next to the node's client file (a damaged one is
+    named, deleted and rebuilt: `read_cached`)."""
     cid = int(node.client.cid)
-    f = (node.folder or node_folder()) / federation_key(node.params) / f"topn_{cid}.pt"
-    if f.exists():
-        d = torch.load(f, map_location="cpu", weights_only=True)
-        data = ImplicitData(d["n_users"], d["n_items"], *(d[k] for k in "train_users train_items test_users test_items negatives rated_keys".split()))
-    else:
+    f = (node.folder or node_folder()) / (node.key or federation_key(node.params)) / f"topn_{cid}.pt"
+    def build():
         fed = build_federation(dict(node.params, engine="sequential"))
         data = _topn_rows(implicit_data(fed.experiment.train, fed.experiment.test, fed.features), fed.test_owner == cid)
         atomic_write(f, lambda t: torch.save(vars(data), t))
-    if not torch.equal(torch.sort(data.test_users).values, torch.sort(node.client.test_users.cpu()).values):
-        raise ParameterError(f"{f}: held-out rows of another split than node {cid}'s; delete the folder")
-    return data
+    def parse(d):
+        data = ImplicitData(d["n_users"], d["n_items"], *(d[k] for k in "train_users train_items test_users test_items negatives rated_keys".split()))
+        if not torch.equal(torch.sort(data.test_users).values, torch.sort(node.client.test_users.cpu()).values):
+            raise ValueError(f"held-out rows of another split than node {cid}'s")
+        return data
+    return read_cached(f, build, parse)
 
 def node_topn_sums(node: Node, private_items: dict | None, suffixes=("",)) -> dict:
     """What a node answers under the implicit objective with private rows: its own users' held-out items ranked with the

@@ -20,7 +20,7 @@ from .ratings import RATING_COLUMNS, USER_COLUMNS, DataFormatError, RatingsData,
 # %% auto #0
 __all__ = ['ML100K_GENRES', 'ML1M_OCCUPATIONS', 'ML1M_AGES', 'MAX_MEMBER_BYTES', 'EXPECTED', 'read_table', 'age_group',
            'read_ml1m_users', 'read_ml1m_movies', 'read_ml1m_ratings', 'read_recbole_ml100k', 'read_movielens_at',
-           'load_movielens', 'load_ml1m_metadata']
+           'load_movielens', 'find_ml1m_metadata', 'load_ml1m_metadata']
 
 # %% ../nbs/01b_movielens.ipynb #3be4c7a2
 def _decode(raw: bytes, source: str, encoding: str):
@@ -262,13 +262,19 @@ def load_movielens(name="ml-100k", # one of `DATASETS`
     return read_movielens_at(name, path, verify)
 
 # %% ../nbs/01b_movielens.ipynb #c125ce02
-def load_ml1m_metadata(data_dir=None):
-    "Users and items tables of ML-1M from `ml-1m.zip`, `ml-1m-metadata.zip` or an `ml-1m/` folder."
+def find_ml1m_metadata(data_dir=None) -> Path | None:
+    "The first `ml-1m/` folder, `ml-1m.zip` or `ml-1m-metadata.zip` of the search folders that holds users.dat and movies.dat; None if none."
     for d in search_dirs(data_dir):
         for cand in (d / "ml-1m", d / "ml-1m.zip", d / "ml-1m-metadata.zip"):
             if cand.exists():
                 src = _Source(cand, "ml-1m")
-                if src.has("users.dat") and src.has("movies.dat"):
-                    return (read_ml1m_users(src.read("users.dat"), src.where("users.dat")),
-                            read_ml1m_movies(src.read("movies.dat"), src.where("movies.dat")))
+                if src.has("users.dat") and src.has("movies.dat"): return cand
+    return None
+
+def load_ml1m_metadata(data_dir=None):
+    "Users and items tables of ML-1M from `ml-1m.zip`, `ml-1m-metadata.zip` or an `ml-1m/` folder (`find_ml1m_metadata`)."
+    if (cand := find_ml1m_metadata(data_dir)) is not None:
+        src = _Source(cand, "ml-1m")
+        return (read_ml1m_users(src.read("users.dat"), src.where("users.dat")),
+                read_ml1m_movies(src.read("movies.dat"), src.where("movies.dat")))
     raise FileNotFoundError(f"ML-1M users.dat/movies.dat not found in {[str(d) for d in search_dirs(data_dir)]}")
