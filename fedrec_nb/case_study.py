@@ -11,6 +11,7 @@ import pandas as pd
 from .baselines import Recommender
 from .experiment import ParameterError
 from .metrics import catalogue_coverage, top_k
+from .ratings import unique_ids
 
 # %% auto #0
 __all__ = ['check_user', 'recommend', 'user_profile', 'mark_held_out', 'pick_user', 'side_by_side', 'item_similarity',
@@ -92,8 +93,9 @@ def pick_user(train: pd.DataFrame, test: pd.DataFrame, seed=0, min_held_out=10):
     counts = test.user_id.value_counts()
     counts = counts[counts.index.isin(train.user_id.unique())]
     if counts.empty: raise ValueError("no user has ratings in both train and test")
-    pool = np.sort(counts.index[counts >= min(min_held_out, counts.max())].to_numpy())
-    return pool[np.random.default_rng(seed).integers(len(pool))].item()
+    pool = unique_ids(counts.index[counts >= min(min_held_out, counts.max())])   # in `id_order`: any raw ids, mixed too
+    u = pool[np.random.default_rng(seed).integers(len(pool))]
+    return u.item() if isinstance(u, np.generic) else u
 
 # %% ../nbs/07_case_study.ipynb #1f253140
 def side_by_side(recs: dict,          # model name -> `recommend` output

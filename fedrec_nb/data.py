@@ -22,6 +22,7 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
                  data_dir=None,  # where to look for files (see `load_movielens`)
                  seed=0,         # seed of the synthetic generators
                  download=True,  # may `load_movielens` download?
+                 duplicates="error",  # a ratings file's repeated (user_id, item_id) pairs: 'error', 'last' or 'mean' (`load_ratings`)
                 ) -> RatingsData:
     "The one entry point the experiment notebooks use for their `dataset` parameter."
     if name == "synthetic": return synthetic_movielens(seed=seed)
@@ -31,7 +32,7 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
         d = synthetic_movielens(n_users=6040, n_items=3883, n_ratings=1_000_209, seed=seed, users=users, items=items)
         d.name = "synthetic-ml-1m"
         return d
-    if is_ratings_path(name): return load_ratings(name, name=Path(name).stem)
+    if is_ratings_path(name): return load_ratings(name, name=Path(name).stem, duplicates=duplicates)
     return load_movielens(name, data_dir, download=download)
 
 DATASET_NAMES = list(DATASETS) + ["synthetic", "synthetic-ml-1m"]

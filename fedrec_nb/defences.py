@@ -171,6 +171,11 @@ class Defences:
             expected = p["client_fraction"] * (self.num_clients + self.fakes)
             res = dp_aggregate(U, float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g)
             info.update(clipped=res.clipped, noise_std=p["dp_noise_multiplier"] * p["dp_clip"] / expected)
+            if not bool(torch.isfinite(res.delta).all()):   # the noise (or the clipped sum) overflowed the updates' float type
+                info["note"] = (f"DP-FedAvg's noised aggregate is not finite in {str(U.dtype).removeprefix('torch.')} (noise std "
+                                f"dp_noise_multiplier * dp_clip = {p['dp_noise_multiplier'] * p['dp_clip']:.3g} on the sum): the model "
+                                "is left as it was; lower dp_clip")
+                return None, info
             return unstack(res.delta, ups.shapes), info
         if K == 0: return None, info
         if p["aggregator"] in ("krum", "multi_krum") and K <= 2 * p["krum_f"] + 2:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ratings import RatingsData
+from .ratings import DUPLICATES, RatingsData
 from .splits import SPLIT_METHODS, split_ratings
 from .features import Features, encode_features
 from .data import DATASET_NAMES, load_dataset
@@ -96,13 +96,14 @@ class Experiment:
                 f"{len(self.test):,} test ratings)")
 
 def prepare_experiment(dataset="ml-100k", data_dir=None, seed=42, test_size=0.2, split="random", output_dir="runs",
-                       **extra) -> Experiment:
-    "Check the shared parameters, load `dataset`, split it and encode its features."
+                       duplicates="error", **extra) -> Experiment:
+    "Check the shared parameters, load `dataset` (a ratings file's repeated pairs: `duplicates`), split it and encode its features."
     check_common(dataset, data_dir, seed, test_size, split, output_dir)
-    data = load_dataset(dataset, data_dir, seed=seed)
+    check_choice("duplicates", duplicates, DUPLICATES)
+    data = load_dataset(dataset, data_dir, seed=seed, duplicates=duplicates)
     train, test = split_ratings(data.ratings, split, test_size, seed)
     params = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), seed=seed,
-                  test_size=test_size, split=split, output_dir=str(output_dir), **extra)
+                  test_size=test_size, split=split, duplicates=duplicates, output_dir=str(output_dir), **extra)
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     return Experiment(data, train, test, encode_features(data), params, out)
 

@@ -5,7 +5,7 @@
 # %% ../nbs/06g_parameters.ipynb #befb68a9
 from __future__ import annotations
 
-import inspect
+import inspect, math, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from .experiment import ParameterError, check_choice, check_dataset, check_number, check_output_dir, check_parameter_names
+from .ratings import DUPLICATES
 from .splits import SPLIT_METHODS
 from .models import IMPLICIT_MODELS, MODELS, check_drop
 from .objectives import OBJECTIVES
 from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
-from .robust import AGGREGATORS, ATTACKS
+from .robust import AGGREGATORS, ATTACKS, fake_user_count, malicious_count
 from .strategies import STRATEGIES
 
 # %% auto #0
@@ -86,6 +87,8 @@ PARAMETERS = (
           "data", lambda n, v: check_dataset(v), data=True, parse=as_path_text),
     Param("data_dir", None, "folder with the MovieLens zip; None: FEDREC_DATA, then the cache", "data", optional(existing_folder),
           data=True, resumable=True, parse=as_path_text),
+    Param("duplicates", "error", "a ratings file's repeated (user_id, item_id) pairs: 'error', 'last' (keep the last) or 'mean'", "data",
+          choice(*DUPLICATES), data=True),
     Param("seed", 42, "split, partition, initialisation and training seed", "data", number(lo=0, integer=True), data=True),
     Param("test_size", 0.1, "held-out fraction (0.1: the seed notebook's federated split)", "data",
           number(lo=0, hi=1, lo_open=True, hi_open=True), data=True),
@@ -210,10 +213,15 @@ def _check_defence_rules(p: dict):
     if p["attack"] != "none" and p["attack_fraction"] == 0:
         raise ParameterError(f"parameter attack_fraction=0 with attack={p['attack']!r}: no client would attack; give the share of "
                              "malicious clients (e.g. 0.2) or attack='none'")
+    _check_attackers(p)
     if p["dp_noise_multiplier"] > 0 and p["aggregator"] != "mean":
         raise ParameterError(f"parameter aggregator={p['aggregator']!r} with dp_noise_multiplier={p['dp_noise_multiplier']}: DP-FedAvg "
                              "clips every update to dp_clip and adds noise to their sum, which only the mean keeps private; "
                              "use aggregator='mean' (its clipping already bounds every client, as norm_bound does)")
+    if p["dp_noise_multiplier"] > 0 and p["dp_delta"] >= 1 / p["num_clients"]:
+        warnings.warn(f"parameter dp_delta={p['dp_delta']} with num_clients={p['num_clients']}: delta is at least 1/N = "
+                      f"{1 / p['num_clients']:.3g} (N = num_clients), so the (epsilon, delta) guarantee allows one client's data to be "
+                      "released outright; use a dp_delta well below 1/N (e.g. 1e-5)", stacklevel=2)
     if p["private_refit_steps"] and not (p["private_user_embeddings"] is True and p["partition"] == "user"):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: needs private_user_embeddings=True and "
                              "partition='user' (each user's rows on one client)")
@@ -222,6 +230,35 @@ def _check_defence_rules(p: dict):
         if per_round <= 2 * p["krum_f"] + 2:
             raise ParameterError(f"parameter krum_f={p['krum_f']}: {p['aggregator']} needs more than 2*krum_f + 2 = {2 * p['krum_f'] + 2} "
                                  f"clients per round, and about {per_round} are sampled (num_clients * client_fraction)")
+
+def _nice_fraction(x: float, ok: Callable, up: bool) -> float:
+    "`x` rounded up (or down) to two significant digits where `ok` still holds there; else `x` itself."
+    e = 10.0 ** (math.floor(math.log10(x)) - 1)
+    f = float(f"{(math.ceil(x / e - 1e-9) if up else math.floor(x / e + 1e-9)) * e:.2g}")
+    return f if 0 < f < 1 and ok(f) else x
+
+def _check_attackers(p: dict):
+    "An attack whose share rounds to no attacker (the clean run) or to every client (no honest one) is refused, counted as the run counts."
+    a, f, n = p["attack"], p["attack_fraction"], p["num_clients"]
+    if a == "none" or f == 0: return
+    given = f"parameter attack_fraction={f} with attack={a!r}"
+    if a == "promote_item" and p["partition"] == "user":   # fake users added beside the n real ones (`Defences`)
+        if fake_user_count(n, f) == 0:
+            least = _nice_fraction(1 / (n + 1), lambda x: fake_user_count(n, x) >= 1, up=True)
+            raise ParameterError(f"{given}, partition='user' and num_clients={n}: gives 0 fake users beside the {n} real "
+                                 f"clients (the clean run); use at least {least}")
+        return
+    m = malicious_count(n, f)
+    if n < 2 and m in (0, n):
+        raise ParameterError(f"{given} and num_clients={n}: gives {m} of {n} clients as attackers; an attack needs at least "
+                             "2 clients (one honest)")
+    if m == 0:
+        least = _nice_fraction(1 / n, lambda x: malicious_count(n, x) >= 1, up=True)
+        raise ParameterError(f"{given} and num_clients={n}: gives 0 of {n} clients as attackers (the clean run); use at least {least}")
+    if m == n:
+        most = _nice_fraction((n - 1) / n, lambda x: malicious_count(n, x) < n, up=False)
+        raise ParameterError(f"{given} and num_clients={n}: gives {n} of {n} clients as attackers (no honest client left); "
+                             f"use at most {most}")
 
 # %% ../nbs/06g_parameters.ipynb #c228da25
 RECORDED = ("split_seed",)   # what a run records beside its parameters (the split's seed when an `Experiment` was passed in)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .ratings import RatingsData
+from .ratings import RatingsData, unique_ids
 
 # %% auto #0
 __all__ = ['DEMOGRAPHIC_KEYS', 'PARTITIONS', 'check_partition', 'partition_iid', 'partition_by_user', 'partition_demographic',
@@ -49,7 +49,7 @@ def partition_by_user(train: pd.DataFrame, # training ratings
                       seed: int = 0,       # shuffling seed
                      ) -> list:
     "Each client holds all training rows of a group of users (one user each when `num_clients` = number of users)."
-    users, inv = np.unique(train["user_id"].to_numpy(), return_inverse=True)
+    users, inv = unique_ids(train["user_id"], return_inverse=True)   # any raw ids, in `id_order`
     _check_k(num_clients, len(users), "users in the training data")
     group = np.empty(len(users), np.int64)
     for k, c in enumerate(np.array_split(np.random.default_rng(seed).permutation(len(users)), num_clients)): group[c] = k
@@ -68,7 +68,7 @@ def partition_demographic(train: pd.DataFrame,   # training ratings
     if by not in DEMOGRAPHIC_KEYS: raise ValueError(f"demographic key {by!r}: use one of {DEMOGRAPHIC_KEYS}")
     if users is None or by not in users.columns:
         raise ValueError(f"partition='demographic' needs a users table with column {by!r} (this dataset has no demographics)")
-    uid, inv = np.unique(train["user_id"].to_numpy(), return_inverse=True)
+    uid, inv = unique_ids(train["user_id"], return_inverse=True)   # any raw ids, in `id_order`
     _check_k(num_clients, len(uid), "users in the training data")
     attr = users.set_index("user_id")[by].reindex(uid)
     code = pd.factorize(attr, sort=True)[0]

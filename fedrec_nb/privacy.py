@@ -80,6 +80,16 @@ def _opacus():
         raise ImportError("the DP accountant needs Opacus: pip install 'opacus>=1.5,<2' (or pip install -e .)") from e
     return rdp, RDPAccountant, PRVAccountant
 
+def _checked_epsilons(eps: list, noise_multiplier, sample_rate, delta, accountant, first: int = 1) -> list:
+    "`eps` (epsilon after rounds first, first + 1, ...) unless the accountant gave one below 0, which no mechanism has: then an error."
+    bad = [t for t, e in enumerate(eps, first) if e < 0]
+    if bad:
+        raise ValueError(f"parameter dp_delta={delta!r}: the {accountant} accountant gives epsilon {eps[bad[0] - first]:.2g} < 0 after "
+                         f"{bad[0]} round(s) (dp_noise_multiplier={noise_multiplier}, sampling rate {sample_rate}), which is "
+                         "impossible: this delta is outside what the accountant's bound covers; use a smaller dp_delta "
+                         "(below 1/N for N users, e.g. 1e-5)")
+    return eps
+
 def epsilon(noise_multiplier: float,    # z (`dp_noise_multiplier`); 0 means no privacy (epsilon inf)
             sample_rate: float,         # q: each client's probability of taking part in a round
             rounds: int,                # T
@@ -93,7 +103,8 @@ def epsilon(noise_multiplier: float,    # z (`dp_noise_multiplier`); 0 means no 
     _, RDPAccountant, PRVAccountant = _opacus()
     acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
     acc.history = [(float(noise_multiplier), float(sample_rate), int(rounds))]
-    return float(acc.get_epsilon(delta=delta))
+    return _checked_epsilons([float(acc.get_epsilon(delta=delta))], noise_multiplier, sample_rate, delta, accountant,
+                             first=rounds)[0]
 
 def epsilon_per_round(noise_multiplier: float,  # z (`dp_noise_multiplier`); 0 means no privacy (epsilon inf)
                       sample_rate: float,       # q: each client's probability of taking part in a round
@@ -110,7 +121,8 @@ def epsilon_per_round(noise_multiplier: float,  # z (`dp_noise_multiplier`); 0 m
     rdp, RDPAccountant, _ = _opacus()
     orders = RDPAccountant.DEFAULT_ALPHAS
     one = np.asarray(rdp.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=orders))
-    return [float(rdp.get_privacy_spent(orders=orders, rdp=one * t, delta=delta)[0]) for t in range(1, rounds + 1)]
+    return _checked_epsilons([float(rdp.get_privacy_spent(orders=orders, rdp=one * t, delta=delta)[0]) for t in range(1, rounds + 1)],
+                             noise_multiplier, sample_rate, delta, accountant)
 
 def noise_for_epsilon(target_epsilon: float, sample_rate: float, rounds: int, delta: float = 1e-5,
                       accountant: str = "rdp") -> float:

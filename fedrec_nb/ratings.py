@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'RatingsData', 'DataFormatError', 'validate_ratings', 'id_order',
-           'unique_ids', 'id_rank', 'finish_ratings', 'load_ratings']
+__all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'DUPLICATES', 'RatingsData', 'DataFormatError', 'validate_ratings',
+           'id_order', 'unique_ids', 'id_rank', 'finish_ratings', 'load_ratings']
 
 # %% ../nbs/01_ratings.ipynb #65ab8a2a
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
@@ -54,11 +54,13 @@ class RatingsData:
 class DataFormatError(ValueError):
     "A data file that does not have the expected format; the message names the file and line."
 
+DUPLICATES = ("error", "last", "mean")   # what to do with repeated (user_id, item_id) pairs: refuse them, keep the last row, average them
+
 def validate_ratings(data: RatingsData, duplicates="error", unknown_ids="error", source=None):
     "Check scale, duplicates and unknown ids of `data`; return a cleaned copy or raise `DataFormatError`."
     src = source or data.name
     r = data.ratings
-    if duplicates not in ("error", "last", "mean"): raise ValueError(f"duplicates={duplicates!r}: use 'error', 'last' or 'mean'")
+    if duplicates not in DUPLICATES: raise ValueError(f"duplicates={duplicates!r}: use 'error', 'last' or 'mean'")
     if unknown_ids not in ("error", "drop"): raise ValueError(f"unknown_ids={unknown_ids!r}: use 'error' or 'drop'")
     scale = data.rating_scale
     try: lo, hi = (float(x) for x in scale)
@@ -84,7 +86,8 @@ def validate_ratings(data: RatingsData, duplicates="error", unknown_ids="error",
             i = int(np.flatnonzero(dup.to_numpy())[0])
             raise DataFormatError(f"{src}: {int(dup.sum())} rows share a (user_id, item_id) pair; first: row {i} "
                                   f"(user {r.user_id.iloc[i]!r}, item {r.item_id.iloc[i]!r}). "
-                                  "Pass duplicates='last' or 'mean' to merge them.")
+                                  "Pass duplicates='last' or 'mean' to merge them (a parameter of load_ratings, load_dataset, "
+                                  "prepare_experiment and run_federated, notebook 06's -p duplicates), or keep one row per pair in the file.")
         if duplicates == "last": r = r.drop_duplicates(["user_id", "item_id"], keep="last")
         else: r = r.groupby(["user_id", "item_id"], as_index=False, sort=False, dropna=False).agg(
                 rating=("rating", "mean"), timestamp=("timestamp", "max"))[RATING_COLUMNS]
@@ -107,13 +110,14 @@ def id_order(ids) -> np.ndarray:
         key = [(0, x, "") if isinstance(x, (int, np.integer, float)) else (1, 0, str(x)) for x in a.tolist()]
         return np.array(sorted(range(len(key)), key=key.__getitem__), dtype=np.int64)
 
-def unique_ids(ids, return_index=False, return_counts=False):
-    "`np.unique` for raw ids of any kind: the distinct ids in `id_order` (and each one's first position and count)."
+def unique_ids(ids, return_index=False, return_counts=False, return_inverse=False):
+    "`np.unique` for raw ids of any kind: the distinct ids in `id_order` (and, in `np.unique`'s order, each one's first position, each id's place among them and each one's count)."
     a = np.asarray(ids) if not isinstance(ids, (pd.Series, pd.Index)) else ids.to_numpy()
     o = id_order(a); s = a[o]
     first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
     out = [s[first]]
     if return_index: out.append(o[first])
+    if return_inverse: out.append(id_rank(a))
     if return_counts: out.append(np.diff(np.r_[first, len(s)]))
     return out[0] if len(out) == 1 else tuple(out)
 

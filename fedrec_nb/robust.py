@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['AGGREGATORS', 'ATTACKS', 'check_updates', 'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean',
            'pairwise_sq_distances', 'krum_scores', 'clip_factors', 'clip_rows', 'Aggregated', 'aggregate', 'sign_flip',
-           'scale', 'noise', 'malicious_clients', 'fake_user_count', 'apply_attack', 'craft_promotion',
-           'exposure_ratio', 'foolsgold_weights']
+           'scale', 'noise', 'malicious_count', 'malicious_clients', 'fake_user_count', 'apply_attack',
+           'craft_promotion', 'exposure_ratio', 'foolsgold_weights']
 
 # %% ../nbs/06e_robust.ipynb #82579ec1
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound", "foolsgold")
@@ -217,11 +217,15 @@ def noise(U_mal: torch.Tensor, std: float, generator: torch.Generator | None = N
     if not (std >= 0 and math.isfinite(std)): raise ValueError(f"parameter std={std!r}: must be >= 0 and finite")
     return torch.randn(U_mal.shape, generator=generator, dtype=U_mal.dtype, device=U_mal.device) * std
 
-def malicious_clients(num_clients: int, attack_fraction: float, seed: int) -> np.ndarray:
-    "Sorted ids of the round(attack_fraction * num_clients) malicious clients, fixed by `seed` for the whole run."
+def malicious_count(num_clients: int, attack_fraction: float) -> int:
+    "How many of `num_clients` clients are malicious at `attack_fraction`: round(attack_fraction * num_clients) (`malicious_clients`)."
     if not 0 <= attack_fraction < 1:
         raise ValueError(f"parameter attack_fraction={attack_fraction!r}: must be in [0, 1)")
-    m = int(round(attack_fraction * num_clients))
+    return int(round(attack_fraction * num_clients))
+
+def malicious_clients(num_clients: int, attack_fraction: float, seed: int) -> np.ndarray:
+    "Sorted ids of the `malicious_count(num_clients, attack_fraction)` malicious clients, fixed by `seed` for the whole run."
+    m = malicious_count(num_clients, attack_fraction)
     return np.sort(np.random.default_rng([int(seed), 11]).choice(num_clients, m, replace=False))
 
 def fake_user_count(n_users: int, attack_fraction: float) -> int:

@@ -74,7 +74,7 @@ def test_flower_checks_defence_parameters():
     with pytest.raises(ParameterError, match="dp_clip"):
         check_flower_params({**p, "dp_clip": 0.0})
     with pytest.raises(ParameterError, match="private_user_embeddings"):
-        check_flower_params({**p, "attack": "promote_item", "attack_fraction": 0.05, "private_user_embeddings": True})
+        check_flower_params({**p, "attack": "promote_item", "attack_fraction": 0.2, "private_user_embeddings": True})
 
 
 def test_dp_simulation_matches_sequential(tmp_path, synthetic_csv):
