@@ -113,7 +113,7 @@ def round_record(round_idx: int,      # 0-based
                 clients=int(answering), clients_answered=len(stats), sampled=int(sampled), dropped=int(sampled - answering),
                 node_errors=len(node_errors), node_error_reasons=list(node_errors), bytes_down=int(bytes_down), bytes_up=int(bytes_up),
                 **extra, rejected=len(rejected), rejected_updates=list(rejected),
-                rejected_evaluations=[],   # a runtime whose clients evaluate lists the sums it left out (`check_eval_sums`) skipped=bool(skipped), samples=samples,
+                rejected_evaluations=[], skipped=bool(skipped), samples=samples,   # evaluations: the sums a runtime left out (`check_eval_sums`)
                 train_seconds=float(t_train), samples_per_s=samples / max(t_train, 1e-9), seconds=float(t_train))
 
 RESULT_FILES = ("results.json", "results.csv", "clients.csv")   # one set: a run writes all of them or marks them incomplete

@@ -62,3 +62,12 @@ def test_result_files_get_the_users_mode(tmp_path):
     finally: os.umask(old)
     for name in ("results.json", "results.csv", "clients.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_every_round_record_has_the_documented_fields(tmp_path):
+    res = run_federated(**SMALL, output_dir=str(tmp_path))
+    need = {"round", "train_loss", "clients", "clients_answered", "sampled", "dropped", "node_errors", "node_error_reasons",
+            "bytes_down", "bytes_up", "rejected", "rejected_updates", "rejected_evaluations", "skipped", "samples",
+            "train_seconds", "samples_per_s", "seconds", "test_mae", "test_rmse", "clients_evaluated"}
+    assert need <= set(res["rounds"][0]), need - set(res["rounds"][0])
+    assert res["rounds"][0]["skipped"] is False and res["rounds"][0]["samples"] > 0
