@@ -539,9 +539,12 @@ def _ranking(rec, exp) -> dict:
 def plot_federated(results: dict, output_dir=None, show=True) -> list:
     "Client losses, client-wise MAE vs the global model, and MAE/RMSE over rounds; PNGs into `output_dir`."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     paths, hist, clients = [], pd.DataFrame(results["rounds"]), pd.DataFrame(results["clients"])
     losses = results["client_losses"]
     def _save(fig, name):
+        for a in fig.axes:   # whole rounds (and whole client numbers) on the axes that count them
+            if a.get_xlabel() in ("round", "client"): a.xaxis.set_major_locator(MaxNLocator(integer=True))
         if output_dir is not None:
             p = Path(output_dir) / name
             atomic_write(p, lambda t: fig.savefig(t, format="png", dpi=110, bbox_inches="tight")); paths.append(p)
@@ -549,8 +552,8 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(9, 4))
     if len(losses) <= 20:
-        for cid, v in losses.items(): a = np.array(v); ax.plot(a[:, 0], a[:, 1], marker=".", label=f"client {int(cid) + 1}")
-        ax.legend(fontsize=7, ncol=2)
+        for cid, v in losses.items(): a = np.array(v); ax.plot(a[:, 0], a[:, 1], marker=".", label=f"client {int(cid)}")   # as clients.csv numbers them
+        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))   # beside the curves, not over them
     else:
         L = pd.DataFrame([(r, l) for v in losses.values() for r, l in v], columns=["round", "loss"]).groupby("round").loss
         q = L.quantile([0.1, 0.5, 0.9]).unstack()
@@ -569,7 +572,7 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
     gmae = results["final"]["test_mae"]
     fig, ax = plt.subplots(figsize=(9, 4))
     if len(clients) <= 50:
-        x = clients.cid + 1
+        x = clients.cid
         ax.bar(x - 0.2, clients.local_mae, 0.4, color="steelblue", label="local model, own training rows")
         ax.bar(x + 0.2, clients.global_mae, 0.4, color="orange", label="global model, client's held-out rows")
         ax.set(xlabel="client")
@@ -579,7 +582,7 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         ax.set(xlabel="client MAE", ylabel="clients")
     ax.axhline(gmae, color="r", ls="--", label=f"global model, all held-out rows ({gmae:.4f})") if len(clients) <= 50 else \
         ax.axvline(gmae, color="r", ls="--", label=f"global model, all held-out rows ({gmae:.4f})")
-    ax.set(title="Clients and mean absolute error"); ax.legend(fontsize=8)
+    ax.set(title="Clients and mean absolute error"); ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, "client_mae.png")
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(hist["round"], hist.test_mae, marker="o", label="test MAE"); ax.plot(hist["round"], hist.test_rmse, marker="o", label="test RMSE")
