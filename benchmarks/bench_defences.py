@@ -17,7 +17,7 @@ from fedrec_nb.federated import run_federated
 
 CONFIGS = [
     ("fedavg (mean)", dict()),
-    ("dp_fedavg z=1.8", dict(dp_noise_multiplier=1.8, dp_clip=0.1, server_lr=40.0)),
+    ("dp_fedavg z=1.8", dict(dp_noise_multiplier=1.8, dp_clip=0.1, server_lr=40.0, dp_seeded_noise=True)),
     ("median", dict(aggregator="median")),
     ("trimmed_mean", dict(aggregator="trimmed_mean", trim_fraction=0.1)),
     ("krum", dict(aggregator="krum", krum_f=5)),

@@ -84,7 +84,7 @@ def part_dp(seeds, dataset, rounds, settings=None):
         n = exp.train.user_id.nunique()
         for label, eps, kw in grid:
             p = dict(PER_USER, num_clients=n, rounds=rounds, **kw)
-            if eps is not None: p["dp_noise_multiplier"] = noise_for_epsilon(eps, p["client_fraction"], rounds, 1e-5)
+            if eps is not None: p.update(dp_noise_multiplier=noise_for_epsilon(eps, p["client_fraction"], rounds, 1e-5), dp_seeded_noise=True)  # reproducible figures
             r = run(exp, seed, **p)
             rows.append(dict(setting=label, target_epsilon=eps, noise_multiplier=p.get("dp_noise_multiplier", 0.0),
                              dp_clip=p.get("dp_clip"), server_lr=p.get("server_lr"), embedding_dim=p["embedding_dim"], **r))

@@ -5,7 +5,7 @@
 # %% ../nbs/06h_defences.ipynb #3b5a09d1
 from __future__ import annotations
 
-import math
+import math, os
 
 import numpy as np
 import torch
@@ -18,9 +18,17 @@ from .robust import (aggregate, craft_promotion, exposure_ratio, fake_user_count
                               foolsgold_weights, malicious_clients, unstack)
 
 # %% auto #0
-__all__ = ['needs_client_updates', 'round_participants', 'choose_target', 'score_matrix', 'Defences']
+__all__ = ['RELEASED_OUTSIDE_DP', 'entropy_generator', 'needs_client_updates', 'round_participants', 'choose_target',
+           'score_matrix', 'Defences']
 
 # %% ../nbs/06h_defences.ipynb #63958f77
+RELEASED_OUTSIDE_DP = ("norm_median", "clipped", "train_loss", "local_mae", "client_losses", "clients.csv")   # data-dependent, not noised
+
+def entropy_generator(device) -> torch.Generator:
+    "A generator seeded from the operating system's entropy: DP noise that no seed reproduces."
+    g = torch.Generator(device=device); g.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    return g
+
 def needs_client_updates(p: dict) -> bool:
     "Whether the server needs every client's update on its own (robust aggregators, attacks, DP), not only their sum."
     return p.get("aggregator", "mean") != "mean" or p.get("attack", "none") != "none" or p.get("dp_noise_multiplier", 0) > 0
@@ -107,7 +115,10 @@ class Defences:
         p, out = self.p, {}
         if self.epsilons is not None:
             out.update(epsilon=self.epsilons[-1], dp_delta=p["dp_delta"], accountant="rdp (Opacus RDPAccountant)",
-                       dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (self.num_clients + self.fakes))
+                       dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (self.num_clients + self.fakes),
+                       dp_noise=("seeded by the run's seed: reproducible, and no protection against whoever has the seed"
+                                 if p["dp_seeded_noise"] else "the operating system's entropy"),
+                       not_covered_by_epsilon=list(RELEASED_OUTSIDE_DP))
         if rated is not None and self.target is not None:
             t = features.item_ids[self.target]
             out.update({"test_er@10": self.exposure(net, features, rated),
@@ -169,7 +180,8 @@ class Defences:
         K = U.shape[0]
         if self.dp:
             expected = p["client_fraction"] * (self.num_clients + self.fakes)
-            res = dp_aggregate(U, float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g)
+            res = dp_aggregate(U, float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g if p["dp_seeded_noise"] else
+                               entropy_generator(dev))   # the seed's noise only when asked: whoever has the seed could remove it
             info.update(clipped=res.clipped, noise_std=p["dp_noise_multiplier"] * p["dp_clip"] / expected)
             if not bool(torch.isfinite(res.delta).all()):   # the noise (or the clipped sum) overflowed the updates' float type
                 info["note"] = (f"DP-FedAvg's noised aggregate is not finite in {str(U.dtype).removeprefix('torch.')} (noise std "

@@ -151,6 +151,8 @@ PARAMETERS = (
           number(lo=0)),
     Param("dp_clip", 1.0, "DP-FedAvg: L2 bound of each client's update", "privacy", number(lo=0, lo_open=True)),
     Param("dp_delta", 1e-5, "DP: the delta of (epsilon, delta)", "privacy", number(lo=0, hi=1, lo_open=True, hi_open=True)),
+    Param("dp_seeded_noise", False, "DP: draw the noise from the run's seed (reproducible simulations; whoever has the seed can "
+          "remove it); False: from the operating system's entropy", "privacy", boolean),
     # where and how it runs
     Param("engine", "vectorized", "'vectorized' (falls back to 'sequential' where unsupported), 'sequential', 'flower'", "runtime",
           choice("vectorized", "sequential", "flower"), resumable=True),

@@ -57,7 +57,7 @@ def test_the_per_client_path_reproduces_the_plain_run(tmp_path):
 
 def test_dp_run_records_the_accountants_epsilon_every_round(tmp_path):
     kw = dict(SYN, partition="user", num_clients=200, client_fraction=0.3, private_user_embeddings=True, batch_size=32,
-              dp_noise_multiplier=1.2, dp_clip=0.1, rounds=4)
+              dp_noise_multiplier=1.2, dp_clip=0.1, rounds=4, dp_seeded_noise=True)
     res = run_federated(output_dir=tmp_path, **kw)
     eps = [r["epsilon"] for r in res["rounds"]]
     assert all(a < b for a, b in zip(eps, eps[1:]))
@@ -65,8 +65,11 @@ def test_dp_run_records_the_accountants_epsilon_every_round(tmp_path):
     assert len({r["sampled"] for r in res["rounds"]}) > 1          # Poisson sampling: the count varies
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rounds"][-1]["epsilon"] == pytest.approx(eps[-1]) and saved["final"]["dp_delta"] == 1e-5
-    again = run_federated(output_dir=tmp_path / "again", **kw)      # the same seed: the same noise
-    assert again["final"]["test_rmse"] == res["final"]["test_rmse"]
+    again = run_federated(output_dir=tmp_path / "again", **kw)      # the same seed: the same noise (asked for: dp_seeded_noise)
+    assert again["final"]["test_rmse"] == res["final"]["test_rmse"] and "seeded" in res["final"]["dp_noise"]
+    private = [run_federated(output_dir=tmp_path / f"os{k}", **dict(kw, dp_seeded_noise=False))["final"] for k in range(2)]
+    assert private[0]["test_rmse"] != private[1]["test_rmse"]       # by default: the operating system's entropy, never the seed
+    assert private[0]["dp_noise"] == "the operating system's entropy" and "norm_median" in private[0]["not_covered_by_epsilon"]
     noisier = run_federated(output_dir=tmp_path / "z", **dict(kw, dp_noise_multiplier=5.0))
     assert noisier["final"]["epsilon"] < res["final"]["epsilon"]
 

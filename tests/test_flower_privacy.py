@@ -79,7 +79,8 @@ def test_flower_checks_defence_parameters():
 
 def test_dp_simulation_matches_sequential(tmp_path, synthetic_csv):
     "DP-FedAvg on the Flower server: the same Poisson draw, clipping, noise, epsilon per round and final RMSE."
-    p = dict(BASE, dataset=str(synthetic_csv), client_fraction=0.5, dp_noise_multiplier=1.0, dp_clip=0.05, dp_delta=1e-4)
+    p = dict(BASE, dataset=str(synthetic_csv), client_fraction=0.5, dp_noise_multiplier=1.0, dp_clip=0.05, dp_delta=1e-4,
+             dp_seeded_noise=True)
     seq = _sequential(p, tmp_path / "seq")
     fl = run_flower(dict(p, output_dir=str(tmp_path / "fl")), num_cpus=1)
     for a, b in zip(seq["rounds"], fl["rounds"], strict=True):
