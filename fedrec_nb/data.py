@@ -23,8 +23,12 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
                  seed=0,         # seed of the synthetic generators
                  download=True,  # may `load_movielens` download?
                  duplicates="error",  # a ratings file's repeated (user_id, item_id) pairs: 'error', 'last' or 'mean' (`load_ratings`)
+                 rating_scale=None,   # a ratings file's (lowest, highest) rating; None: inferred (`load_ratings`)
                 ) -> RatingsData:
     "The one entry point the experiment notebooks use for their `dataset` parameter."
+    if rating_scale is not None and not is_ratings_path(name):
+        raise ValueError(f"parameter rating_scale={rating_scale!r}: the scale of {name!r} is its own; rating_scale declares the "
+                         "scale of your own ratings file (dataset=<path>)")
     if name == "synthetic": return synthetic_movielens(seed=seed)
     if name == "synthetic-ml-1m":
         try: users, items = load_ml1m_metadata(data_dir)
@@ -32,7 +36,7 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
         d = synthetic_movielens(n_users=6040, n_items=3883, n_ratings=1_000_209, seed=seed, users=users, items=items)
         d.name = "synthetic-ml-1m"
         return d
-    if is_ratings_path(name): return load_ratings(name, name=Path(name).stem, duplicates=duplicates)
+    if is_ratings_path(name): return load_ratings(name, name=Path(name).stem, duplicates=duplicates, rating_scale=rating_scale)
     return load_movielens(name, data_dir, download=download)
 
 DATASET_NAMES = list(DATASETS) + ["synthetic", "synthetic-ml-1m"]

@@ -96,11 +96,11 @@ class Experiment:
                 f"{len(self.test):,} test ratings)")
 
 def prepare_experiment(dataset="ml-100k", data_dir=None, seed=42, test_size=0.2, split="random", output_dir="runs",
-                       duplicates="error", **extra) -> Experiment:
+                       duplicates="error", rating_scale=None, **extra) -> Experiment:
     "Check the shared parameters, load `dataset` (a ratings file's repeated pairs: `duplicates`), split it and encode its features."
     check_common(dataset, data_dir, seed, test_size, split, output_dir)
     check_choice("duplicates", duplicates, DUPLICATES)
-    data = load_dataset(dataset, data_dir, seed=seed, duplicates=duplicates)
+    data = load_dataset(dataset, data_dir, seed=seed, duplicates=duplicates, rating_scale=rating_scale)
     train, test = split_ratings(data.ratings, split, test_size, seed)
     params = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), seed=seed,
                   test_size=test_size, split=split, duplicates=duplicates, output_dir=str(output_dir), **extra)

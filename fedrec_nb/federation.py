@@ -66,7 +66,7 @@ def build_federation(params: dict, experiment: Experiment | None = None) -> Fede
     "Check `params`, load and split the data (or use `experiment`), partition it into clients and seed the model."
     p = resolve_params(params)
     exp = experiment if experiment is not None else prepare_experiment(p["dataset"], p["data_dir"], p["seed"], p["test_size"],
-                                                                       p["split"], p["output_dir"], p["duplicates"])
+                                                                       p["split"], p["output_dir"], p["duplicates"], p["rating_scale"])
     if experiment is not None:   # record the data and split actually used: the experiment's
         p.update({k: exp.params[k] for k in ("dataset", "data_dir", "test_size", "split", "duplicates") if k in exp.params})
         if exp.params.get("seed", p["seed"]) != p["seed"]: p["split_seed"] = exp.params["seed"]

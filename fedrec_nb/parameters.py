@@ -24,8 +24,8 @@ from .strategies import STRATEGIES
 
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'RECORDED', 'choice', 'number',
-           'optional', 'boolean', 'folder', 'existing_folder', 'drop_list', 'as_path_text', 'Param', 'check_params',
-           'parse_params', 'resolve_params', 'parameters_cell', 'with_parameters']
+           'optional', 'boolean', 'folder', 'existing_folder', 'drop_list', 'as_path_text', 'parse_scale', 'scale_pair',
+           'Param', 'check_params', 'parse_params', 'resolve_params', 'parameters_cell', 'with_parameters']
 
 # %% ../nbs/06g_parameters.ipynb #834b0cff
 def choice(*choices) -> Callable:
@@ -60,6 +60,18 @@ def drop_list(drop) -> list:
 
 def as_path_text(v): return None if v is None else str(v)
 
+def parse_scale(v):
+    "`rating_scale` as `[lowest, highest]`: from papermill's '1,5', a pair, or None (inferred)."
+    if v is None or (isinstance(v, str) and not v.strip()): return None
+    parts = v.split(",") if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else [v]
+    try: return [float(x) for x in parts]
+    except (TypeError, ValueError): return parts
+
+def scale_pair(name, v):
+    "A check: two finite numbers, lowest < highest."
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, float) and np.isfinite(x) for x in v) and v[0] < v[1]):
+        raise ParameterError(f"parameter {name}={v!r}: give two finite numbers, lowest < highest, e.g. '1,5'")
+
 def _check_drop(v):
     try: check_drop(drop_list(v))
     except ParameterError: raise
@@ -89,6 +101,8 @@ PARAMETERS = (
           data=True, resumable=True, parse=as_path_text),
     Param("duplicates", "error", "a ratings file's repeated (user_id, item_id) pairs: 'error', 'last' (keep the last) or 'mean'", "data",
           choice(*DUPLICATES), data=True),
+    Param("rating_scale", None, "(lowest, highest) rating of your own ratings file, e.g. '1,5'; None: the observed range "
+          "(a click file, every rating 1: 0..1)", "data", optional(scale_pair), data=True, parse=parse_scale),
     Param("seed", 42, "split, partition, initialisation and training seed", "data", number(lo=0, integer=True), data=True),
     Param("test_size", 0.1, "held-out fraction (0.1: the seed notebook's federated split)", "data",
           number(lo=0, hi=1, lo_open=True, hi_open=True), data=True),

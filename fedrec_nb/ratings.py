@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 # %% auto #0
 __all__ = ['RATING_COLUMNS', 'USER_COLUMNS', 'ITEM_COLUMNS', 'DUPLICATES', 'RatingsData', 'DataFormatError', 'validate_ratings',
-           'id_order', 'unique_ids', 'id_rank', 'finish_ratings', 'load_ratings']
+           'id_order', 'unique_ids', 'id_rank', 'finish_ratings', 'inferred_scale', 'load_ratings']
 
 # %% ../nbs/01_ratings.ipynb #65ab8a2a
 RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
@@ -213,6 +215,24 @@ def _read_table_file(x, what, text_ids=("user_id", "item_id"), columns=None):
         return df, True
     raise ValueError(f"{what} file {str(p)!r}: use .csv, .tsv or .parquet")
 
+def inferred_scale(ratings: pd.DataFrame, src: str) -> tuple:
+    """The scale of ratings given without one: the observed lowest and highest rating. A file of one value (a click file,
+    every rating 1) gets (0, that value); a rating far outside all the others (a typo such as 50 among 1..5) is a warning
+    naming its row, since it would widen the scale silently."""
+    v = ratings["rating"].to_numpy(np.float64)
+    if not np.isfinite(v).all(): return (1.0, 5.0)   # `validate_ratings` names the bad row
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi: return (0.0, hi) if hi > 0 else (hi - 1.0, hi)
+    q_lo, q_hi = np.quantile(v, [0.001, 0.999])
+    span = max(float(q_hi - q_lo), 1.0)
+    far = np.flatnonzero((v > q_hi + span) | (v < q_lo - span))
+    if len(far):
+        i = int(far[0])
+        warnings.warn(f"{src}: rating {v[i]:g} in row {i} (user {ratings.user_id.iloc[i]!r}, item {ratings.item_id.iloc[i]!r}) lies "
+                      f"far outside the others ({q_lo:g}..{q_hi:g}) and widens the inferred scale to {lo:g}..{hi:g}; fix the "
+                      "row, or declare the scale with rating_scale=(lowest, highest)", stacklevel=2)
+    return lo, hi
+
 def load_ratings(ratings,              # DataFrame, or path to a .csv / .tsv / .parquet file
                  users=None,           # optional users table (DataFrame or path) with `user_id`
                  items=None,           # optional items table with `item_id` (title, year, genres optional)
@@ -242,9 +262,7 @@ def load_ratings(ratings,              # DataFrame, or path to a .csv / .tsv / .
     if rating_scale is not None:
         try: scale = tuple(float(x) for x in rating_scale); assert len(scale) == 2
         except (TypeError, ValueError, AssertionError): raise ValueError(f"rating_scale={rating_scale!r}: give two numbers (lowest, highest)") from None
-    else:
-        v = out["rating"].to_numpy(np.float64)
-        scale = (float(np.min(v)), float(np.max(v))) if np.isfinite(v).all() else (1.0, 5.0)  # validate_ratings names bad ones
+    else: scale = inferred_scale(out, src)
     if u is None: u = pd.DataFrame({"user_id": pd.unique(out["user_id"])})
     else: u = u.assign(user_id=ids(u, "user_id", utext, f"{users} (users)"))
     if i is None: i = pd.DataFrame({"item_id": pd.unique(out["item_id"])})

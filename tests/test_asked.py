@@ -180,3 +180,36 @@ def test_duplicates_message_names_an_option_run_federated_takes(tmp_path):
         assert len(res["experiment"].data.ratings) == len(df) - 1
     with pytest.raises(ParameterError, match="parameter duplicates='first'"):
         resolve_params(duplicates="first")
+
+
+# --- a user's own ratings: click files, typos, a declared scale ------------------------------------------------------------
+def _ratings_csv(path, ratings):
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    n = len(ratings)
+    pd.DataFrame({"user_id": rng.integers(0, 40, n), "item_id": rng.integers(0, 300, n), "rating": ratings,
+                  "timestamp": np.arange(n)}).drop_duplicates(["user_id", "item_id"]).to_csv(path, index=False)
+    return path
+
+
+def test_a_click_file_runs_the_implicit_objective(tmp_path):
+    csv = _ratings_csv(tmp_path / "clicks.csv", np.ones(1500))
+    from fedrec_nb.ratings import load_ratings
+    assert load_ratings(csv).rating_scale == (0.0, 1.0)
+    res = run_federated(dataset=str(csv), objective="implicit", split="leave_one_out", model="mf", num_negatives=2, num_clients=4,
+                        rounds=1, local_epochs=1, embedding_dim=4, engine="sequential", output_dir=str(tmp_path / "run"),
+                        progress=False, plots=False, ranking=False)
+    assert 0 <= res["final"]["test_hr@10"] <= 1
+
+
+def test_a_typo_rating_is_a_warning_naming_its_row_and_a_declared_scale_an_error(tmp_path):
+    v = np.random.default_rng(1).integers(1, 6, 3000).astype(float); v[17] = 50.0
+    csv = _ratings_csv(tmp_path / "typo.csv", v)
+    from fedrec_nb.ratings import load_ratings
+    with pytest.warns(UserWarning, match="rating 50 in row .* rating_scale"): load_ratings(csv)
+    with pytest.raises(ValueError, match="outside the scale 1.0..5.0; first in row"):
+        run_federated(dataset=str(csv), rating_scale="1,5", rounds=1, local_epochs=1, embedding_dim=4, engine="sequential",
+                      output_dir=str(tmp_path / "run"), progress=False, plots=False, ranking=False)
+    with pytest.raises(ParameterError, match="rating_scale"): resolve_params(rating_scale="5,1")
+    with pytest.raises(ValueError, match="rating_scale declares the scale of your own ratings file"):
+        run_federated(dataset="synthetic", rating_scale="1,5", output_dir=str(tmp_path / "syn"), progress=False, plots=False)
