@@ -15,11 +15,14 @@ import urllib.request
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['GROUPLENS_URL', 'DATASETS', 'REQUIRED_FILES', 'NETWORK_TIMEOUT', 'RECBOLE_WHEEL', 'cache_dir', 'check_movielens_name',
+__all__ = ['RECBOLE_WHEEL', 'GROUPLENS_URL', 'DATASETS', 'REQUIRED_FILES', 'NETWORK_TIMEOUT', 'cache_dir', 'check_movielens_name',
            'search_dirs', 'find_movielens', 'file_digest', 'md5sum', 'sha256sum', 'atomic_download',
            'fetch_recbole_wheel', 'fetch_movielens']
 
 # %% ../nbs/01a_downloads.ipynb #869bf537
+RECBOLE_WHEEL = dict(spec="recbole==1.2.1", file="recbole-1.2.1-py3-none-any.whl",
+                     sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407")
+
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 
 # MD5 sums GroupLens publishes beside each zip; None = not known, download refused.
@@ -106,9 +109,6 @@ def atomic_download(url, dest, md5=None, progress=True,
     return dest
 
 # %% ../nbs/01a_downloads.ipynb #b17cfbc3
-RECBOLE_WHEEL = dict(spec="recbole==1.2.1", file="recbole-1.2.1-py3-none-any.whl",
-                     sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407")
-
 def _pip_download(spec, dest, timeout):
     "Run `pip download` of `spec` into `dest` (bounded); the path of the downloaded wheel."
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
