@@ -19,10 +19,10 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 
 
 # %% auto #0
-__all__ = ['NEGATIVES_STREAM', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows', 'ClientResult',
-           'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates', 'RoundUpdate',
-           'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates', 'accumulate', 'as_device',
-           'predict_rows', 'client_negatives', 'train_client', 'build_clients', 'sample_clients',
+__all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows',
+           'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates',
+           'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates', 'accumulate',
+           'as_device', 'predict_rows', 'client_negatives', 'train_client', 'build_clients', 'sample_clients',
            'local_train_sequential']
 
 # %% ../nbs/06b_client.ipynb #b0d40379
@@ -159,6 +159,8 @@ def clients_nbytes(model: torch.nn.Module, shared_params: dict, clients: list, p
     return [transfer_nbytes(model, shared_params, int(torch.unique(c.users).numel()), int(torch.unique(c.items).numel()), private_names)
             if c.n_train else 0 for c in clients]
 
+MAX_UPDATE_VALUE = 1.8e19   # about sqrt(float32's largest): a value above it makes a norm or a sum of squares infinite
+
 def update_problem(update: dict,          # name -> Tensor | SparseRows, as a client sent it
                    global_params: dict,   # name -> the global tensor (the shapes the server expects)
                    private_rows: dict | None = None,  # the client's new private rows (checked for finiteness too)
@@ -183,7 +185,9 @@ def update_problem(update: dict,          # name -> Tensor | SparseRows, as a cl
             t = v
         if t.dtype != g.dtype: problems.append(f"{n}: values of dtype {t.dtype} instead of {g.dtype}"); continue
         bad = int((~torch.isfinite(t)).sum())
-        if bad: problems.append(f"{n}: {bad:,} non-finite values")
+        if bad: problems.append(f"{n}: {bad:,} non-finite values"); continue
+        huge = int((t.abs() > MAX_UPDATE_VALUE).sum())
+        if huge: problems.append(f"{n}: {huge:,} values above {MAX_UPDATE_VALUE:.1e} in size (their squares overflow float32)")
     for n, t in sorted((private_rows or {}).items()):   # in name order: the reason reads the same in every process
         bad = int((~torch.isfinite(t)).sum())
         if bad: problems.append(f"private {n}: {bad:,} non-finite values")

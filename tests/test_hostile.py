@@ -111,6 +111,7 @@ def test_lying_evaluation_sums_are_left_out_and_listed(csv, tmp_path, honest):
     ("float16 values", _rows(lambda k, a: a.astype(np.float16) if not k.endswith("#index") else a), "dtype"),
     ("float row indices", _rows(lambda k, a: a.astype(np.float32) if k.endswith("#index") else a), "row index of dtype"),
     ("every index one row", _rows(lambda k, a: np.zeros_like(a) if k.endswith("#index") else a), "repeated"),
+    ("1e30 in every row", _rows(lambda k, a: np.full_like(a, 1e30) if k.endswith("#values") else a), "above 1.8e+19"),
     ("a reshaped dense tensor", _rows(lambda k, a: np.concatenate([a.reshape(-1), a.reshape(-1)]) if "#" not in k else a), "shape"),
 ])
 def test_malformed_updates_are_rejected_and_the_run_goes_on(csv, tmp_path, honest, case, tamper, reason):
