@@ -35,14 +35,7 @@ BASE = dict(model="ncf", partition="iid", num_clients=3, rounds=2, local_epochs=
             num_negatives=2, loss="bpr")   # not the defaults: the nodes must read them from the run's parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    "torch at one thread here and in the Ray workers (OMP_NUM_THREADS): the same summation order as Flower's nodes."
-    old = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: torch at one thread, here and in the Ray workers
 
 
 @pytest.fixture(scope="module")

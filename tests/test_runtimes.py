@@ -53,15 +53,7 @@ IMPLICIT = dict(BASE, num_clients=3, batch_size=128, lr=1e-2, split="leave_one_o
 RUNTIME_ONLY_ROUND_KEYS = {"sequential": set(), "vectorized": set(), "flower": {"bytes_sent"}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "torch at one thread here and in Flower's Ray workers (OMP_NUM_THREADS, inherited when Ray starts)."
-    old = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: torch at one thread, here and in the Ray workers
 
 
 @pytest.fixture(scope="module")
