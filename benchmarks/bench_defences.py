@@ -39,7 +39,7 @@ def main():
     n = exp.train.user_id.nunique()
     base = dict(model="mf", partition="user", num_clients=n, private_user_embeddings=True, embedding_dim=8, batch_size=32,
                 lr=0.02, local_epochs=1, client_fraction=a.fraction, rounds=a.rounds, device="cpu", progress=False,
-                plots=False, output_dir="runs/bench_defences", seed=0, experiment=exp)
+                plots=False, output_dir="runs/bench_defences", overwrite=True, seed=0, experiment=exp)   # one folder, every configuration in turn
     rows = []
     for name, kw in CONFIGS:
         r = run_federated(**base, **kw)

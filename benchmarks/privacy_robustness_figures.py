@@ -59,7 +59,7 @@ def ms(x, digits=4):
 
 def run(exp, seed, **kw):
     t = time.perf_counter()
-    r = run_federated(seed=seed, output_dir=OUT / "run", experiment=exp, ranking=False, **kw)
+    r = run_federated(seed=seed, output_dir=OUT / "run", overwrite=True, experiment=exp, ranking=False, **kw)   # one scratch folder for every run
     f = r["final"]
     norms = [h["norm_median"] for h in r["rounds"] if h.get("norm_median") is not None]
     return dict(seed=seed, rmse=f["test_rmse"], mae=f["test_mae"], epsilon=f.get("epsilon"), er10=f.get("test_er@10"),

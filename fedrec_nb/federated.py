@@ -34,7 +34,7 @@ from .defences import Defences
 from .implicit import ImplicitData, implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, round_record, rng_states, set_rng_states, RunLock,
-                               check_checkpoints, check_output_paths)
+                               check_checkpoints, check_output_paths, check_overwrite)
 
 # %% auto #0
 __all__ = ['SUM_FIELDS', 'REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
@@ -303,8 +303,8 @@ class BuiltinRuntime(Runtime):
         (tu, ti, ty), (u, i, y) = fed.test, fed.train
         self.test = (tu.to(device), ti.to(device), ty)
         self.rows = (u.to(device), i.to(device), y.to(device)) if p["private_refit_steps"] else None
-        self.topn = (implicit_data(fed.experiment.train, fed.experiment.test, fed.features).to(device)
-                     if OBJECTIVES[p["objective"]].ranked else None)   # the 99 negatives every model shares (seed 0)
+        self.topn = OBJECTIVES[p["objective"]].eval_data(p, fed.experiment.train, fed.experiment.test, fed.features)
+        if self.topn is not None: self.topn = self.topn.to(device)   # the `eval_negatives` every model shares (seed 0)
 
     def train(self, plan, global_params):
         if not plan.clients: return no_update(global_params, self.private.names if self.private else (), self.dev)
@@ -436,6 +436,7 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     """Run a federated experiment end to end: `params` are those of `fedrec_nb.parameters.PARAMETERS` (missing ones take
     `DEFAULTS`, as the notebook does); returns the results written to `output_dir` plus the trained `recommender`."""
     p = resolve_params(params)
+    check_overwrite(p["output_dir"], p)   # before any work: another experiment's results are not replaced unasked
     if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
         module, fn = RUNTIMES[p["engine"]].split(":")
         return getattr(importlib.import_module(module), fn)(p, plots=plots)

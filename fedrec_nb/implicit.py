@@ -32,9 +32,10 @@ def sample_negatives(train: pd.DataFrame, # training interactions (`user_id, ite
                      items,               # the catalogue: raw item ids (`Features.item_ids`); negatives are positions in it
                      n=99,                # negatives per test user
                      seed=0,              # the draw's seed
+                     name="n",            # the parameter `n` stands for, as errors name it (a run's `eval_negatives`)
                     ) -> np.ndarray:
     "`(len(test), n)` sorted item positions in `items`: per test user, `n` distinct items it never interacted with (train or test), drawn once."
-    check_number("n", n, lo=1, integer=True)
+    check_number(name, n, lo=1, integer=True)
     items = np.asarray(items)
     if len(pd.unique(items)) != len(items): raise ParameterError("parameter items: the catalogue holds an item id more than once")
     users = pd.unique(test["user_id"].to_numpy())
@@ -50,8 +51,8 @@ def sample_negatives(train: pd.DataFrame, # training interactions (`user_id, ite
     seen = np.bincount(ui, minlength=len(users))
     short = np.flatnonzero(len(items) - seen < n)
     if len(short):
-        raise ParameterError(f"parameter n={n}: user_id {users[short[:1]].tolist()[0]!r} interacted with {seen[short[0]]} of the {len(items)} items, "
-                             f"leaving fewer than {n} to draw ({len(short)} such users); lower n")
+        raise ParameterError(f"parameter {name}={n}: user_id {users[short[:1]].tolist()[0]!r} interacted with {seen[short[0]]} of the "
+                             f"{len(items)} items, leaving fewer than {n} to draw ({len(short)} such users); lower {name}")
     rng, out = np.random.default_rng(seed), np.empty((len(users), n), np.int64)
     step = _rows_per_block(len(items))
     for a in range(0, len(users), step):                         # a block of users: one (users x items) matrix of random keys
@@ -96,12 +97,13 @@ def implicit_data(train: pd.DataFrame, test: pd.DataFrame, # a split of raw ids 
                   n_negatives=99,       # sampled negatives per test user
                   seed=0,               # their seed (`sample_negatives`)
                   negatives=None,       # (len(test), n) item positions already drawn; None: draw them here
+                  name="n_negatives",   # the parameter `n_negatives` stands for, as errors name it
                  ) -> ImplicitData:
     "The split as index tensors, with each test user's sampled negatives (drawn once here, or given)."
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))
     tu, ti = t(features.user_index(train["user_id"], missing=None)), t(features.item_index(train["item_id"], missing=None))
     su, si = t(features.user_index(test["user_id"], missing=None)), t(features.item_index(test["item_id"], missing=None))
-    neg = sample_negatives(train, test, features.item_ids, n_negatives, seed) if negatives is None else np.asarray(negatives)
+    neg = sample_negatives(train, test, features.item_ids, n_negatives, seed, name) if negatives is None else np.asarray(negatives)
     if neg.ndim != 2 or len(neg) != len(test):
         raise ParameterError(f"parameter negatives: shape {neg.shape}, expected one row per test row ({len(test)}, n)")
     return ImplicitData(features.n_users, features.n_items, tu, ti, su, si, t(neg), interaction_keys(tu, ti, features.n_items))

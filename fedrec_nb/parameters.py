@@ -5,7 +5,7 @@
 # %% ../nbs/06g_parameters.ipynb #befb68a9
 from __future__ import annotations
 
-import inspect, math, warnings
+import inspect, math, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +25,8 @@ from .strategies import STRATEGIES
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'RECORDED', 'choice', 'number',
            'optional', 'boolean', 'folder', 'existing_folder', 'drop_list', 'as_path_text', 'parse_scale', 'scale_pair',
-           'Param', 'check_params', 'parse_params', 'resolve_params', 'parameters_cell', 'with_parameters']
+           'Param', 'check_params', 'parse_params', 'resolve_params', 'run_label', 'run_folder', 'parameters_cell',
+           'with_parameters']
 
 # %% ../nbs/06g_parameters.ipynb #834b0cff
 def choice(*choices) -> Callable:
@@ -144,6 +145,8 @@ PARAMETERS = (
     Param("num_negatives", 4, "implicit: unrated items each client samples per positive per local epoch", "objective",
           number(lo=1, integer=True)),
     Param("loss", "bce", "implicit: 'bce' (NCF, PFedRec) or 'bpr'", "objective", choice("bce", "bpr")),
+    Param("eval_negatives", 99, "implicit: sampled unrated items each held-out item is ranked against (99: the literature's; "
+          "fewer: higher HR@10, not comparable across values)", "objective", number(lo=1, integer=True), data=True),
     # robust aggregation and simulated attackers
     Param("aggregator", "mean", "'mean', 'median', 'trimmed_mean', 'krum', 'multi_krum', 'norm_bound', 'foolsgold'", "robustness",
           choice(*AGGREGATORS)),
@@ -171,11 +174,16 @@ PARAMETERS = (
     Param("engine", "vectorized", "'vectorized' (falls back to 'sequential' where unsupported), 'sequential', 'flower'", "runtime",
           choice("vectorized", "sequential", "flower"), resumable=True),
     Param("device", "auto", "'auto' (CUDA when present), 'cpu', 'cuda'", "runtime", choice("auto", "cpu", "cuda"), resumable=True),
-    Param("output_dir", "runs/federated", "results.json, results.csv, clients.csv and the plots go here", "runtime", folder,
-          resumable=True, parse=as_path_text),
+    Param("output_dir", None, "results.json, results.csv, clients.csv and the plots go here; None: runs/<what ran> "
+          "(`run_folder`)", "runtime", optional(folder), resumable=True, parse=as_path_text),
+    Param("overwrite", False, "replace the results of another experiment (other parameters) already in output_dir", "runtime",
+          boolean, resumable=True),
     Param("checkpoint_dir", None, "where each round's checkpoint goes; None: output_dir/checkpoints", "runtime", optional(folder),
           resumable=True, parse=as_path_text),
     Param("resume", False, "continue from the last checkpoint in checkpoint_dir", "runtime", boolean, resumable=True),
+    # notebook 06's comparison (a run records it; only the notebook reads it)
+    Param("central_epochs", 10, "epochs of the same model trained centrally for comparison (0: no comparison)", "comparison",
+          number(lo=0, integer=True), resumable=True),
     # Flower only (engine 'flower', or a deployment's run config)
     Param("round_timeout", 600.0, "Flower: seconds a round waits for the nodes' replies", "flower", number(lo=0, lo_open=True)),
     Param("node_timeout", 120.0, "Flower: seconds the server waits for num_clients nodes to connect", "flower",
@@ -287,10 +295,29 @@ def parse_params(given: dict | None = None, **kw) -> dict:
     return {n: (PARAMS[n].parse(v) if n in PARAMS and PARAMS[n].parse is not None else v) for n, v in p.items()}
 
 def resolve_params(given: dict | None = None, **kw) -> dict:
-    "The complete, checked parameters of a run: `parse_params`, then `check_params`."
+    "The complete, checked parameters of a run: `parse_params`, then `check_params`; `output_dir` None becomes `run_folder(p)`."
     p = parse_params(given, **kw)
     check_params(p)
+    if p["output_dir"] is None:
+        p["output_dir"] = run_folder(p); folder("output_dir", p["output_dir"])
     return p
+
+def _dataset_name(d) -> str: return Path(str(d)).stem if ("/" in str(d) or "." in Path(str(d)).name) else str(d)
+
+def run_label(p: dict) -> str:
+    """What ran, in one line: dataset, objective (when implicit), model, partition, strategy, aggregator, attack and DP, e.g.
+    'ml-100k · mf · iid · fedavg · median · sign_flip 20% · DP z=1.0'. Notebook 06's tables and plots, `compare` and `run_folder` use it."""
+    parts = [_dataset_name(p["dataset"]), *(["implicit"] if p["objective"] != "rating" else []), p["model"], p["partition"],
+             p["strategy"]]
+    if p["aggregator"] != "mean": parts.append(p["aggregator"])
+    if p["attack"] != "none": parts.append(f"{p['attack']} {p['attack_fraction']:.0%}")
+    if p["dp_noise_multiplier"] > 0: parts.append(f"DP z={p['dp_noise_multiplier']}")
+    return " · ".join(str(x) for x in parts)
+
+def run_folder(p: dict, root="runs") -> str:
+    "The default `output_dir`: `root/<run_label as a slug>`, e.g. 'runs/ml-100k-mf-iid-fedavg-median-sign_flip-20-dp-z-1.0'."
+    slug = re.sub(r"[^a-z0-9_.]+", "-", run_label(p).lower().replace("%", "")).strip("-.")
+    return str(Path(root) / slug)
 
 def parameters_cell() -> str:
     "The source of notebook 06's parameters cell, written from `PARAMETERS` (a test checks the notebook holds exactly this)."

@@ -11,17 +11,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .experiment import ParameterError, atomic_write, save_results
+import json, sys
+
+from .experiment import ParameterError, atomic_write, load_results, save_results
+from .objectives import OBJECTIVES
+from .parameters import PARAMS
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint',
            'check_resume', 'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results',
-           'check_output_paths', 'RunLock', 'check_checkpoints']
+           'check_output_paths', 'RunLock', 'check_checkpoints', 'check_overwrite', 'compare_runs', 'plot_compare',
+           'main']
 
 # %% ../nbs/06j_records.ipynb #1b2670ec
 import hashlib, os, pickle
 
-from .parameters import RESUMABLE   # what may change when a run resumes
+from .parameters import RESUMABLE, run_label   # what may change when a run resumes; what ran, in one line
 
 def data_fingerprint(params: dict, *tensors) -> dict:
     "What a checkpoint's training data and split were: dataset, split settings, row counts and a sha256 of the encoded rows."
@@ -180,3 +185,79 @@ def check_checkpoints(checkpoint_dir, params: dict):
     if diff:
         raise ParameterError(f"parameter checkpoint_dir={str(checkpoint_dir)!r}: {ck.name} is another run's checkpoint (other "
                              f"{', '.join(diff[:5])}); resume=True continues that run, or give another output_dir or checkpoint_dir")
+
+# %% ../nbs/06j_records.ipynb #c0a1b2c4
+def check_overwrite(output_dir, params: dict):
+    """Raise `ParameterError` before any training when `output_dir` holds the `results.json` of another experiment (other
+    parameters, or one that cannot be read), unless `overwrite=True`. The same experiment again is fine, and so is a resumed
+    one with more `rounds`; the settings that may change on resuming (`RESUMABLE`) are not compared. A resumed run with a
+    checkpoint is checked against the checkpoint instead (`check_resume`)."""
+    f = Path(output_dir) / "results.json"
+    if params["overwrite"] or not f.is_file(): return
+    ckpt = params["checkpoint_dir"] if params["checkpoint_dir"] is not None else Path(output_dir) / "checkpoints"
+    if params["resume"] and latest_checkpoint(ckpt) is not None: return
+    try: other = json.loads(f.read_text())["params"]
+    except (OSError, ValueError, KeyError, TypeError): other = None
+    if not isinstance(other, dict):
+        raise ParameterError(f"parameter output_dir={str(output_dir)!r}: {f} is not a readable fedrec_nb results file; give "
+                             "another output_dir, or overwrite=True to replace it")
+    skip = set(RESUMABLE) - (set() if params["resume"] else {"rounds"})
+    here = json.loads(json.dumps(params, default=str))
+    diff = sorted(k for k in set(here) | set(other) if k not in skip and here.get(k) != other.get(k))
+    if diff:
+        shown = ", ".join(f"{k}={other.get(k)!r} there, {here.get(k)!r} here" for k in diff[:4])
+        raise ParameterError(f"parameter output_dir={str(output_dir)!r}: holds the results of another experiment "
+                             f"({run_label(other) if set(PARAMS) <= set(other) else 'unnamed'}; {shown}); give another "
+                             "output_dir (None names the folder after the run), or overwrite=True to replace them")
+
+
+# %% ../nbs/06j_records.ipynb #c0a1b2c5
+def compare_runs(folders) -> tuple:
+    """The final figures of the runs in `folders` (one row each: folder, label, rounds, the objective's test metrics, epsilon
+    under DP) and their per-round records; each folder's `results.json` is read through `load_results` (an incomplete set is refused)."""
+    rows, curves = [], {}
+    for d in map(Path, folders):
+        if not (d / "results.json").is_file():
+            raise FileNotFoundError(f"{d}: no results.json here (not the output_dir of a finished run of notebook 06 or run_federated)")
+        r = load_results(d)
+        p, fin = r["params"], r["final"]
+        label = run_label(p) if set(PARAMS) <= set(p) else d.name
+        row = dict(folder=str(d), label=label, rounds=fin.get("rounds", len(r["rounds"])))
+        row.update({k: fin[k] for k in OBJECTIVES[p.get("objective", "rating")].metrics if k in fin})
+        if fin.get("epsilon") is not None: row["epsilon"] = fin["epsilon"]
+        rows.append(row); curves[f"{label} ({d.name})"] = pd.DataFrame(r["rounds"])
+    return pd.DataFrame(rows), curves
+
+def plot_compare(curves: dict, path) -> Path:
+    "One panel per test metric: each run's curve over rounds; a PNG at `path`."
+    import matplotlib; matplotlib.use("Agg") if "matplotlib.pyplot" not in sys.modules else None
+    import matplotlib.pyplot as plt
+    metrics = [m for o in OBJECTIVES.values() for m in o.metrics if any(m in h for h in curves.values())]
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5.5 * max(len(metrics), 1), 4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for name, h in curves.items():
+            if m in h: ax.plot(h["round"], h[m], marker="o", label=name)
+        ax.set(xlabel="round", ylabel=m, title=m); ax.grid(True)
+    axes[0][0].legend(fontsize=7)
+    path = atomic_write(Path(path), lambda t: fig.savefig(t, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+def main(argv=None):
+    "`python -m fedrec_nb.records compare runs/*`: the table of the runs' final figures, and their curves in one PNG."
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m fedrec_nb.records", description="Compare finished runs (their results.json).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="table of final figures and a plot of the per-round curves")
+    c.add_argument("folders", nargs="+", help="run folders (output_dir of each run), e.g. runs/*")
+    c.add_argument("--plot", default="compare.png", help="where the curves go (default: compare.png in the current folder)")
+    a = ap.parse_args(argv)
+    try: table, curves = compare_runs(a.folders)
+    except (FileNotFoundError, ValueError) as e: ap.exit(2, f"compare: {e}\n")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(table.drop(columns="folder").round(4).to_string(index=False))
+    print(f"curves: {plot_compare(curves, a.plot)}")
+    return table
+
+if __name__ == "__main__" and not hasattr(__import__("builtins"), "get_ipython"): main()   # not when the notebook runs
+

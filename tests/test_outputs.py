@@ -27,12 +27,12 @@ def test_a_second_run_in_a_held_folder_is_refused_naming_the_first(tmp_path):
 
 def test_a_fresh_run_does_not_write_over_another_experiments_checkpoints(tmp_path):
     run_federated(**SMALL, output_dir=str(tmp_path))
-    run_federated(**{**SMALL, "lr": 0.02}, output_dir=str(tmp_path))   # a finished run's checkpoint is replaced
+    run_federated(**{**SMALL, "lr": 0.02, "overwrite": True}, output_dir=str(tmp_path))   # a finished run's checkpoint is replaced
     import torch
     ck = next((tmp_path / "checkpoints").glob("round_*.pt"))
     state = torch.load(ck, weights_only=True); state["params"]["rounds"] = 3; torch.save(state, ck)   # as if killed after round 1 of 3
     with pytest.raises(ParameterError, match="another run's checkpoint .*lr"):
-        run_federated(**{**SMALL, "lr": 0.01}, output_dir=str(tmp_path))
+        run_federated(**{**SMALL, "lr": 0.01, "overwrite": True}, output_dir=str(tmp_path))
     run_federated(**{**SMALL, "lr": 0.02, "rounds": 3, "resume": True}, output_dir=str(tmp_path))   # it can still be resumed
 
 
