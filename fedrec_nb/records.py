@@ -15,13 +15,13 @@ import json, sys
 
 from .experiment import ParameterError, atomic_write, load_results, save_results
 from .objectives import OBJECTIVES
-from .parameters import PARAMS
+from .parameters import PARAMS, resolve_params
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint',
            'check_resume', 'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results',
            'check_output_paths', 'RunLock', 'check_checkpoints', 'check_overwrite', 'compare_runs', 'plot_compare',
-           'main']
+           'papermill_value', 'main']
 
 # %% ../nbs/06j_records.ipynb #1b2670ec
 import hashlib, os, pickle
@@ -243,15 +243,30 @@ def plot_compare(curves: dict, path) -> Path:
     plt.close(fig)
     return path
 
+def papermill_value(v: str):
+    "A `-p NAME VALUE` value as papermill passes it: an int, float, bool or None where it reads as one, else the text."
+    if v in ("True", "False", "None"): return {"True": True, "False": False, "None": None}[v]
+    for kind in (int, float):
+        try: return kind(v)
+        except ValueError: pass
+    return v
+
 def main(argv=None):
-    "`python -m fedrec_nb.records compare runs/*`: the table of the runs' final figures, and their curves in one PNG."
+    """`python -m fedrec_nb.records compare runs/*`: the table of the runs' final figures, and their curves in one PNG.
+    `python -m fedrec_nb.records folder -p NAME VALUE ...`: the output folder a run of these papermill parameters writes."""
     import argparse
     ap = argparse.ArgumentParser(prog="python -m fedrec_nb.records", description="Compare finished runs (their results.json).")
     sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("folder", help="the output_dir of a run of notebook 06 with these -p parameters (other arguments ignored)")
+    f.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     c = sub.add_parser("compare", help="table of final figures and a plot of the per-round curves")
     c.add_argument("folders", nargs="+", help="run folders (output_dir of each run), e.g. runs/*")
     c.add_argument("--plot", default="compare.png", help="where the curves go (default: compare.png in the current folder)")
-    a = ap.parse_args(argv)
+    a, _ = ap.parse_known_args(argv)
+    if a.command == "folder":
+        try: print(resolve_params({k: papermill_value(v) for k, v in a.p})["output_dir"])
+        except ValueError as e: ap.exit(2, f"folder: {e}\n")
+        return None
     try: table, curves = compare_runs(a.folders)
     except (FileNotFoundError, ValueError) as e: ap.exit(2, f"compare: {e}\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
