@@ -3,40 +3,60 @@
 import json, os, subprocess, sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("papermill")
 
 
-def _run(tmp_path, **params):
+def _run(tmp_path, out="run", **params):
+    "Notebook 06 under papermill, in `tmp_path` (its working folder) with `output_dir` `tmp_path/out` (None: the notebook names it)."
     tmp_path.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / "run"
-    base = dict(dataset="synthetic", output_dir=str(out), rounds=2, local_epochs=1, embedding_dim=8, device="cpu", batch_size=512)
+    base = dict(dataset="synthetic", rounds=2, local_epochs=1, embedding_dim=8, device="cpu", batch_size=512, central_epochs=1,
+                **({} if out is None else dict(output_dir=str(tmp_path / out))))
     args = [a for k, v in {**base, **params}.items() for a in ("-p", k, str(v))]
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "06_federated.ipynb"), str(tmp_path / "out.ipynb"), *args,
-           "-k", "python3", "--language", "python", "--cwd", str(ROOT / "nbs")]
-    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+           "-k", "python3", "--language", "python", "--cwd", str(tmp_path)]
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    return json.loads((out / "results.json").read_text())
+    found = [tmp_path / out] if out is not None else list((tmp_path / "runs").iterdir())
+    assert len(found) == 1, found
+    return json.loads((found[0] / "results.json").read_text())
+
+
+def test_default_folder_and_central_epochs(tmp_path):
+    res = _run(tmp_path, out=None, central_epochs=2)
+    assert res["params"]["output_dir"] == "runs/synthetic-mf-iid-fedavg" and res["params"]["central_epochs"] == 2
+    rows = pd.read_csv(tmp_path / "runs" / "synthetic-mf-iid-fedavg" / "comparison.csv").model.tolist()
+    assert rows[0].startswith("synthetic · mf · iid · fedavg, federated (10 clients, 2 rounds x 1 epochs)")
+    assert rows[1] == "mf, central, 2 epochs (central_epochs)" and "best of 2 epochs" in rows[2]
+    shown = (tmp_path / "out.ipynb").read_text()
+    assert "central comparison: 2 epochs (central_epochs; the federated run made 2 passes)" in shown
+    assert "results into runs/synthetic-mf-iid-fedavg" in shown
 
 
 def test_implicit_objective(tmp_path):
-    res = _run(tmp_path, objective="implicit", split="leave_one_out", model="ncf", num_negatives=2)
-    assert res["params"]["objective"] == "implicit" and len(res["rounds"]) == 2
+    res = _run(tmp_path, objective="implicit", split="leave_one_out", model="ncf", num_negatives=2, eval_negatives=50)
+    assert res["params"]["objective"] == "implicit" and len(res["rounds"]) == 2 and res["params"]["eval_negatives"] == 50
     assert {"test_hr@10", "test_ndcg@10", "test_hr@10_full"} <= set(res["final"])
 
 
 def test_dp_and_an_attack_with_a_robust_aggregator(tmp_path):
     res = _run(tmp_path, dp_noise_multiplier=1.0, dp_clip=0.5, client_fraction=0.5, num_clients=10)
     assert res["final"]["epsilon"] > 0 and all(r["epsilon"] is not None for r in res["rounds"])
+    table = pd.read_csv(tmp_path / "run" / "comparison.csv")   # the notebook's table shows the epsilon spent
+    assert table.epsilon.iloc[0] == pytest.approx(res["final"]["epsilon"]) and "DP z=1.0" in table.model.iloc[0]
     res = _run(tmp_path / "attack", attack="sign_flip", attack_fraction=0.2, aggregator="median", num_clients=10)
     assert res["params"]["aggregator"] == "median" and all(r["malicious"] == 2 for r in res["rounds"])
+    table = pd.read_csv(tmp_path / "attack" / "run" / "comparison.csv")
+    assert "median · sign_flip 20%" in table.model.iloc[0] and "epsilon" not in table
 
 
 def test_flower_with_private_user_rows(tmp_path):
     pytest.importorskip("flwr")
-    res = _run(tmp_path, engine="flower", private_user_embeddings=True, num_clients=3, rounds=1)
+    res = _run(tmp_path, engine="flower", private_user_embeddings=True, num_clients=3, rounds=1, central_epochs=0)
+    assert not (tmp_path / "run" / "comparison.csv").exists() and "central_epochs=0: no central comparison" in (tmp_path / "out.ipynb").read_text()
     assert res["final"]["engine"] == "flower" and res["params"]["private_user_embeddings"] is True
     assert res["final"]["test_rmse"] > 0
