@@ -38,7 +38,7 @@ from .defences import Defences, round_participants
 from .experiment import ParameterError, atomic_write, check_number, load_results, save_results
 from .federation import (CacheError, Federation, build_federation, federation_key, federation_model, load_client,
                                   local_config, private_names, read_cached, save_clients)
-from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params
+from .parameters import DEFAULTS, FLOWER_ONLY, check_params, parse_params, resolve_params, run_folder
 from .objectives import OBJECTIVES
 from .federated import (FederatedRecommender, Runtime, RunState, add_sums, client_spread, eval_sums, load_params,
                                  metrics_from_sums, personal_scorer, plot_federated, rated_matrix, run_defences, run_results,
@@ -498,6 +498,7 @@ class FlowerRuntime(Runtime):
 def serve(grid: Grid, params: dict) -> dict:
     "Run the experiment `params` over the nodes of `grid` with the one loop (`run_rounds`); write and return results.json."
     check_flower_params(params)
+    if params["output_dir"] is None: params = dict(params, output_dir=run_folder(params))   # a run config's "": named after the run
     if params.get("secure_aggregation"):
         raise ParameterError("parameter secure_aggregation=True: this is the plain app; SecAgg+ runs as its own app "
                              "(flwr run flower_app/secagg ..., or run_flower(params) in simulation)")
