@@ -85,5 +85,9 @@ def test_eval_negatives_fit_a_small_catalogue(tmp_path, catalogue_45):
 
 
 def test_eval_negatives_are_part_of_the_data_key():
+    from fedrec_nb.federation import federation_key
     from fedrec_nb.parameters import DATA_KEYS, PARAMS
     assert "eval_negatives" in DATA_KEYS and PARAMS["central_epochs"].resumable and PARAMS["overwrite"].resumable
+    p = resolve_params(dataset="synthetic", objective="implicit", split="leave_one_out")
+    assert federation_key(p) != federation_key(dict(p, eval_negatives=20))   # a Flower node's cached negatives are not reused
+    assert federation_key(p) == federation_key(dict(p, central_epochs=0, overwrite=True))
