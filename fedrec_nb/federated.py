@@ -122,16 +122,18 @@ def _train_epochs(net, opt, features, u, i, y, epochs, batch_size, g, anchor=Non
 
 def train_central(net, features, u, i, y, tu, ti, ty, epochs=10, batch_size=256, lr=1e-3, seed=0,
                   rating_scale=(1.0, 5.0), device="cpu", progress=False) -> list:
-    "Train `net` on all rows with one Adam; held-out metrics after every epoch."
+    "Train `net` on all rows with one Adam; held-out metrics after every epoch (`progress`: a bar showing each epoch's test RMSE)."
     from tqdm.auto import trange
     device = as_device(device); net = net.to(device)
     u, i, y, tu, ti, ty = (t.to(device) for t in (u, i, y, tu, ti, ty))
     opt, g, hist = torch.optim.Adam(net.parameters(), lr=lr), client_generator(seed, 0, 0), []
-    for e in trange(epochs, desc="central epochs", disable=not progress):
+    bar = trange(epochs, desc="central epochs", disable=not progress)
+    for e in bar:
         t0 = time.perf_counter()
         loss = _train_epochs(net, opt, features, u, i, y, 1, batch_size, g)[0]
         m, _, _ = evaluate_global(net, features, tu, ti, ty, np.full(len(ty), -1), 1, rating_scale)
         hist.append(dict(epoch=e + 1, train_loss=loss, seconds=time.perf_counter() - t0, **m))
+        bar.set_postfix(train_loss=f"{loss:.4f}", test_rmse=f"{m['test_rmse']:.4f}")
     return hist
 
 # %% ../nbs/06k_run_federated.ipynb #89bf0d1a
