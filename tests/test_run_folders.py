@@ -91,3 +91,13 @@ def test_eval_negatives_are_part_of_the_data_key():
     p = resolve_params(dataset="synthetic", objective="implicit", split="leave_one_out")
     assert federation_key(p) != federation_key(dict(p, eval_negatives=20))   # a Flower node's cached negatives are not reused
     assert federation_key(p) == federation_key(dict(p, central_epochs=0, overwrite=True))
+
+
+def test_folder_command_names_the_folder_of_papermill_parameters(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fedrec_nb.records", "folder", *a], capture_output=True, text=True,
+                                    timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    r = run("-p", "attack", "sign_flip", "-p", "attack_fraction", "0.2", "-p", "aggregator", "median", "-k", "python3")
+    assert r.returncode == 0 and r.stdout.strip() == "runs/ml-100k-mf-iid-fedavg-median-sign_flip-20"   # -k: papermill's, ignored
+    assert run("-p", "output_dir", str(tmp_path / "mine")).stdout.strip() == str(tmp_path / "mine")
+    r = run("-p", "num_client", "3")
+    assert r.returncode == 2 and "unknown parameter num_client" in r.stderr
