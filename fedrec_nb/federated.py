@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .features import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
-                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device,
+                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device, torch_threads,
                               ClientUpdates, update_layout, flatten_update, accept_updates, client_updates,
                               build_clients, sample_clients, local_train_sequential)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
@@ -437,9 +437,14 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     """Run a federated experiment end to end: `params` are those of `fedrec_nb.parameters.PARAMETERS` (missing ones take
     `DEFAULTS`, as the notebook does); returns the results written to `output_dir` plus the trained `recommender`."""
     p = resolve_params(params)
-    if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
-        module, fn = RUNTIMES[p["engine"]].split(":")
-        return getattr(importlib.import_module(module), fn)(p, plots=plots)
+    with torch_threads(p["threads"]):   # the run's CPU threads (`threads`), restored after it
+        if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
+            module, fn = RUNTIMES[p["engine"]].split(":")
+            return getattr(importlib.import_module(module), fn)(p, plots=plots)
+        return _run_here(p, experiment, progress, plots, ranking)
+
+def _run_here(p, experiment, progress, plots, ranking) -> dict:
+    "`run_federated` on the built-in runtime: the output folder checked and held, then the run."
     out = Path(p["output_dir"])
     ckpt_dir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] is not None else out / "checkpoints"
     check_output_paths(out, ckpt_dir)   # before any work: a blocked path would lose the run at its end

@@ -172,6 +172,8 @@ PARAMETERS = (
     # where and how it runs
     Param("engine", "vectorized", "'vectorized' (falls back to 'sequential' where unsupported), 'sequential', 'flower'", "runtime",
           choice("vectorized", "sequential", "flower"), resumable=True),
+    Param("threads", 1, "torch CPU threads of the run (1: fastest per core on a small or shared machine, "
+          "benchmarks/bench_threads.py; 0: torch's default, one per core)", "runtime", number(lo=0, integer=True), resumable=True),
     Param("device", "auto", "'auto' (CUDA when present), 'cpu', 'cuda'", "runtime", choice("auto", "cpu", "cuda"), resumable=True),
     Param("output_dir", "runs/federated", "results.json, results.csv, clients.csv and the plots go here", "runtime", folder,
           resumable=True, parse=as_path_text),
