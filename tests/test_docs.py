@@ -139,6 +139,13 @@ def test_results_page_is_markdown_with_commands():
                 "python benchmarks/privacy_robustness_figures.py", "papermill nbs/06_federated.ipynb"):
         assert cmd in md
     assert "Measured figures" not in (ROOT / "README.md").read_text(encoding="utf-8")  # the tables live on the page only
+    import re
+    scripts = set(re.findall(r"python (benchmarks/\w+\.py)", md))
+    assert scripts and all((ROOT / s).is_file() for s in scripts), scripts
+    bench = (ROOT / "benchmarks" / "README.md").read_text()
+    assert "nbs/results.ipynb" in bench and "Measured figures" not in bench
+    timed = {s.split("/")[1] for s in scripts if s.startswith("benchmarks/bench_")} - {"bench_surprise_cv.py"}  # accuracy only
+    assert timed <= set(re.findall(r"\b(bench_\w+\.py)", bench)), "a speed script on the Results page lacks its section in benchmarks/README.md"
 
 
 def test_readme_generator(mr, tmp_path):
