@@ -17,14 +17,16 @@ def _env(**extra):
     return env
 
 
-def test_relative_dataset_resolves_from_callers_folder_and_figures_stay_inline(tmp_path):
+@pytest.mark.parametrize("out_by", ["OUT", "output_dir"])
+def test_relative_dataset_resolves_from_callers_folder_and_figures_stay_inline(tmp_path, out_by):
     (tmp_path / "mine").mkdir()
     synthetic_movielens(n_users=30, n_items=60, n_ratings=900, seed=3).ratings.to_csv(tmp_path / "mine" / "ratings.csv", index=False)
     r = subprocess.run(["bash", str(SCRIPT), "-p", "dataset", "mine/ratings.csv", "-p", "rounds", "1", "-p", "num_clients", "2",
-                        "-p", "local_epochs", "1", "-p", "embedding_dim", "8", "-p", "engine", "sequential", "-p", "device", "cpu"],
-                       cwd=tmp_path, env=_env(OUT="out"), capture_output=True, text=True, timeout=600)
+                        "-p", "local_epochs", "1", "-p", "embedding_dim", "8", "-p", "engine", "sequential", "-p", "device", "cpu",
+                        *(["-p", "output_dir", "out"] if out_by == "output_dir" else [])],
+                       cwd=tmp_path, env=_env(**({"OUT": "out"} if out_by == "OUT" else {})), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads((tmp_path / "out" / "results.json").read_text())   # OUT=out: the caller's folder, not the repository's
+    res = json.loads((tmp_path / "out" / "results.json").read_text())   # out: the caller's folder, not the repository's
     assert res["params"]["dataset"] == str(tmp_path / "mine" / "ratings.csv") and len(res["rounds"]) == 1
     nb = json.loads((tmp_path / "out" / "06_federated.out.ipynb").read_text())
     images = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
