@@ -16,14 +16,14 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
-           'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
-           'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums', 'node_step', 'settle_private',
-           'handle_message', 'make_client_app', 'wait_for_nodes', 'round_line', 'log_round', 'check_eval_sums',
-           'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal', 'make_server_app', 'run_flower',
-           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree', 'still_running',
-           'end_processes', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app',
-           'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+__all__ = ['client_app', 'PULL_INTERVAL', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
+           'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record',
+           'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums',
+           'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes', 'exchange',
+           'round_line', 'log_round', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal',
+           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree',
+           'still_running', 'end_processes', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient',
+           'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06l_flower.ipynb #31c90490
 import math
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, flatten_update,
+from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, torch_threads, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .downloads import cache_dir
 from .features import Features
@@ -263,7 +263,8 @@ def handle_message(msg: Message, context: Context, params: dict | None = None) -
     private = record_tensors(context.state["private"]) if "private" in context.state else _initial_private(node)
     items = record_update(context.state["private_items"]) if "private_items" in context.state else None
     train = pid in [int(x) for x in cfg["train"]]
-    sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train, items, bool(cfg["final"]))
+    with torch_threads(p["threads"]):   # the run's `threads`, as the built-in engines use them
+        sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train, items, bool(cfg["final"]))
     reply = RecordDict({"node": MetricRecord({"cid": pid})})
     if sums is not None: reply["eval"] = MetricRecord({k: float(v) for k, v in sums.items()})
     if res is not None:
@@ -296,13 +297,27 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> list:
         time.sleep(0.2)
     return nodes[:n]
 
+PULL_INTERVAL = 0.05   # seconds between the server's pulls of replies (flwr 1.42's `send_and_receive` waits 3 s)
+
+def exchange(grid: Grid, msgs: list, timeout: float) -> list:
+    """Push `msgs` and pull their replies every `PULL_INTERVAL` seconds until all are in or `timeout` passes: the public Grid
+    API's push and pull, as `Grid.send_and_receive` does, without its fixed 3 s sleep between pulls."""
+    ids, got = set(grid.push_messages(msgs)), []
+    end = time.monotonic() + timeout
+    while ids and time.monotonic() < end:
+        new = list(grid.pull_messages(ids))
+        got += new
+        ids -= {m.metadata.reply_to_message_id for m in new}
+        if ids and not new: time.sleep(PULL_INTERVAL)
+    return got
+
 def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float, final=False,
               accepted=()):   # the clients whose updates the last round kept: they commit their new private rows
     cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate), "final": bool(final),
                         "accepted": [int(x) for x in accepted]})
     msgs = [Message(RecordDict({"global": shared_rec, "config": cfg}), dst_node_id=n, message_type="train",
                     group_id=str(round_idx)) for n in nodes]
-    got = list(grid.send_and_receive(msgs, timeout=timeout))
+    got = exchange(grid, msgs, timeout)
     errors = [m.error.reason for m in got if m.has_error()]
     if got and len(errors) == len(got):
         raise RuntimeError(f"round {round_idx}: every node failed; the first said: {errors[0]}")
