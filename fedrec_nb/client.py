@@ -5,7 +5,7 @@
 # %% ../nbs/06b_client.ipynb #b5c3fb7e
 from __future__ import annotations
 
-import math
+import contextlib, math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +22,8 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 __all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows',
            'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates',
            'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates', 'accumulate',
-           'as_device', 'predict_rows', 'client_negatives', 'train_client', 'build_clients', 'sample_clients',
-           'local_train_sequential']
+           'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'train_client', 'build_clients',
+           'sample_clients', 'local_train_sequential']
 
 # %% ../nbs/06b_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -270,6 +270,14 @@ def accumulate(delta: dict, update: dict, w: float):
 def as_device(device):
     if device in (None, "auto"): return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    "torch's CPU threads set to `n` inside the block (None or 0: left as they are), restored after it."
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(int(n))
+    try: yield
+    finally: torch.set_num_threads(old)
 
 @torch.no_grad()
 def predict_rows(model, features: Features, users, items, batch_size=65_536) -> torch.Tensor:

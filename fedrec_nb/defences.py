@@ -18,11 +18,25 @@ from .robust import (aggregate, craft_promotion, exposure_ratio, fake_user_count
                               foolsgold_weights, malicious_clients, unstack)
 
 # %% auto #0
-__all__ = ['RELEASED_OUTSIDE_DP', 'entropy_generator', 'needs_client_updates', 'round_participants', 'choose_target',
-           'score_matrix', 'Defences']
+__all__ = ['RELEASED_OUTSIDE_DP', 'apart_from_dp', 'entropy_generator', 'needs_client_updates', 'round_participants',
+           'choose_target', 'score_matrix', 'Defences']
 
 # %% ../nbs/06h_defences.ipynb #63958f77
-RELEASED_OUTSIDE_DP = ("norm_median", "clipped", "train_loss", "local_mae", "client_losses", "clients.csv")   # data-dependent, not noised
+RELEASED_OUTSIDE_DP = dict(rounds=("norm_median", "clipped", "train_loss", "local_mae"),   # data-dependent figures no noise covers:
+                           clients=("train_loss", "local_mae", "local_rmse"), whole=("client_losses",))   # under DP, kept apart
+
+def apart_from_dp(results: dict) -> dict:
+    """A DP run's results with the figures released outside the mechanism (`RELEASED_OUTSIDE_DP`) moved out of `rounds`,
+    `clients` and `client_losses` (left None or empty there, so every run's files have one schema) into one section,
+    `results["not_covered_by_epsilon"]`, which says so: epsilon bounds what the noised model reveals, not these."""
+    f = RELEASED_OUTSIDE_DP
+    apart = dict(note="computed from the clients' data without noise: epsilon does not cover these figures",
+                 rounds=[{"round": r["round"], **{k: r.get(k) for k in f["rounds"]}} for r in results["rounds"]],
+                 clients=[{"cid": c["cid"], **{k: c.get(k) for k in f["clients"]}} for c in results["clients"]],
+                 **{k: results.get(k, {}) for k in f["whole"]})
+    rounds = [{**r, **dict.fromkeys(f["rounds"])} for r in results["rounds"]]
+    clients = [{**c, **dict.fromkeys(f["clients"])} for c in results["clients"]]
+    return {**results, "rounds": rounds, "clients": clients, **{k: {} for k in f["whole"]}, "not_covered_by_epsilon": apart}
 
 def entropy_generator(device) -> torch.Generator:
     "A generator seeded from the operating system's entropy: DP noise that no seed reproduces."
@@ -118,7 +132,7 @@ class Defences:
                        dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (self.num_clients + self.fakes),
                        dp_noise=("seeded by the run's seed: reproducible, and no protection against whoever has the seed"
                                  if p["dp_seeded_noise"] else "the operating system's entropy"),
-                       not_covered_by_epsilon=list(RELEASED_OUTSIDE_DP))
+                       not_covered_by_epsilon="results.json: not_covered_by_epsilon")
         if rated is not None and self.target is not None:
             t = features.item_ids[self.target]
             out.update({"test_er@10": self.exposure(net, features, rated),

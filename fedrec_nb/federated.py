@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .features import Features, encode_ratings
 from .models import MODELS, build_model, model_inputs
 from .client import (ClientData, LocalConfig, client_generator, PrivateState, SparseRows, ClientResult, train_client,
-                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device,
+                              update_nbytes, transfer_nbytes, clients_nbytes, update_problem, predict_rows, RoundUpdate, accumulate, as_device, torch_threads,
                               ClientUpdates, update_layout, flatten_update, accept_updates, client_updates,
                               build_clients, sample_clients, local_train_sequential)
 from .vectorized import local_train_vectorized, supports as vectorized_supports
@@ -30,7 +30,7 @@ from .objectives import OBJECTIVES
 from .experiment import rating_metrics
 from .metrics import evaluate_ranking
 from .baselines import Recommender
-from .defences import Defences
+from .defences import Defences, apart_from_dp
 from .implicit import ImplicitData, implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, round_record, rng_states, set_rng_states, RunLock,
@@ -406,8 +406,9 @@ def run_results(p: dict, fed: Federation, state: RunState, runtime: Runtime, gua
                train_seconds=float(sum(h["train_seconds"] for h in state.history)), **extra_final)
     if rated is not None: load_params(fed.model, runtime.serving(state.global_params))
     out.update(guard.final(fed.model, runtime.features, rated))
-    return dict(params=p, rounds=state.history, clients=clients, final=out,
-                client_losses={str(k): v for k, v in sorted(state.client_losses.items())})
+    res = dict(params=p, rounds=state.history, clients=clients, final=out,
+               client_losses={str(k): v for k, v in sorted(state.client_losses.items())})
+    return apart_from_dp(res) if guard.dp else res
 
 def run_defences(p: dict, fed: Federation, net) -> Defences:
     "The run's `Defences`: the target film (a raw id in `target_item`) resolved to its index, the popularity counted."
@@ -439,9 +440,14 @@ def run_federated(*, progress: bool = True,   # show a tqdm bar over rounds
     `DEFAULTS`, as the notebook does); returns the results written to `output_dir` plus the trained `recommender`."""
     p = resolve_params(params)
     check_overwrite(p["output_dir"], p)   # before any work: another experiment's results are not replaced unasked
-    if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
-        module, fn = RUNTIMES[p["engine"]].split(":")
-        return getattr(importlib.import_module(module), fn)(p, plots=plots)
+    with torch_threads(p["threads"]):   # the run's CPU threads (`threads`), restored after it
+        if RUNTIMES[p["engine"]] is not None:   # a runtime of its own (Flower: an extra, imported only here)
+            module, fn = RUNTIMES[p["engine"]].split(":")
+            return getattr(importlib.import_module(module), fn)(p, plots=plots)
+        return _run_here(p, experiment, progress, plots, ranking)
+
+def _run_here(p, experiment, progress, plots, ranking) -> dict:
+    "`run_federated` on the built-in runtime: the output folder checked and held, then the run."
     out = Path(p["output_dir"])
     ckpt_dir = Path(p["checkpoint_dir"]) if p["checkpoint_dir"] is not None else out / "checkpoints"
     check_output_paths(out, ckpt_dir)   # before any work: a blocked path would lose the run at its end
@@ -544,7 +550,11 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     paths, hist, clients = [], pd.DataFrame(results["rounds"]), pd.DataFrame(results["clients"])
-    losses = results["client_losses"]
+    losses, apart, outside = results["client_losses"], results.get("not_covered_by_epsilon"), ""
+    if apart:   # a DP run: the clients' own figures live apart from what epsilon covers; plotted here for the user, marked
+        losses, outside = apart["client_losses"], "\n(released outside DP: not covered by epsilon)"
+        own = pd.DataFrame(apart["clients"])
+        clients = clients.drop(columns=[c for c in own if c != "cid"]).merge(own, on="cid")
     def _save(fig, name):
         for a in fig.axes:   # whole rounds (and whole client numbers) on the axes that count them
             if a.get_xlabel() in ("round", "client"): a.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -564,7 +574,7 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         ax.legend()
     obj = OBJECTIVES[results["params"].get("objective", "rating")]
     ax.set(xlabel="round", ylabel=f"local training loss ({obj.loss_name(results['params'])})",
-           title="Training loss per client"); ax.grid(True)
+           title="Training loss per client" + outside); ax.grid(True)
     _save(fig, "client_losses.png")
     if obj.ranked:   # no ratings predicted: the ranking figures (sampled) over rounds
         fig, ax = plt.subplots(figsize=(9, 4))
@@ -585,7 +595,7 @@ def plot_federated(results: dict, output_dir=None, show=True) -> list:
         ax.set(xlabel="client MAE", ylabel="clients")
     ax.axhline(gmae, color="r", ls="--", label=f"global model, all held-out rows ({gmae:.4f})") if len(clients) <= 50 else \
         ax.axvline(gmae, color="r", ls="--", label=f"global model, all held-out rows ({gmae:.4f})")
-    ax.set(title="Clients and mean absolute error"); ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set(title="Clients and mean absolute error" + outside); ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, "client_mae.png")
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.plot(hist["round"], hist.test_mae, marker="o", label="test MAE"); ax.plot(hist["round"], hist.test_rmse, marker="o", label="test RMSE")

@@ -16,13 +16,14 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['client_app', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app', 'params_from_run_config',
-           'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node',
-           'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums', 'node_step', 'settle_private',
-           'handle_message', 'make_client_app', 'wait_for_nodes', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime',
-           'serve', 'SecAggFinal', 'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log',
-           'wait_port', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app',
-           'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
+__all__ = ['client_app', 'PULL_INTERVAL', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
+           'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record',
+           'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums',
+           'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes', 'exchange',
+           'round_line', 'log_round', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal',
+           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree',
+           'still_running', 'end_processes', 'LocalDeployment', 'check_secagg_params', 'SecAggNodeClient',
+           'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg', 'make_secagg_server_app']
 
 # %% ../nbs/06l_flower.ipynb #31c90490
 import math
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, flatten_update,
+from .client import (ClientData, ClientResult, accept_updates, clients_nbytes, ClientUpdates, LocalConfig, PrivateState, SparseRows, as_device, torch_threads, flatten_update,
                               train_client, update_layout, update_nbytes, update_problem)
 from .downloads import cache_dir
 from .features import Features
@@ -262,7 +263,8 @@ def handle_message(msg: Message, context: Context, params: dict | None = None) -
     private = record_tensors(context.state["private"]) if "private" in context.state else _initial_private(node)
     items = record_update(context.state["private_items"]) if "private_items" in context.state else None
     train = pid in [int(x) for x in cfg["train"]]
-    sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train, items, bool(cfg["final"]))
+    with torch_threads(p["threads"]):   # the run's `threads`, as the built-in engines use them
+        sums, res = node_step(node, shared, private, int(cfg["round"]), bool(cfg["evaluate"]), train, items, bool(cfg["final"]))
     reply = RecordDict({"node": MetricRecord({"cid": pid})})
     if sums is not None: reply["eval"] = MetricRecord({k: float(v) for k, v in sums.items()})
     if res is not None:
@@ -295,13 +297,27 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> list:
         time.sleep(0.2)
     return nodes[:n]
 
+PULL_INTERVAL = 0.05   # seconds between the server's pulls of replies (flwr 1.42's `send_and_receive` waits 3 s)
+
+def exchange(grid: Grid, msgs: list, timeout: float) -> list:
+    """Push `msgs` and pull their replies every `PULL_INTERVAL` seconds until all are in or `timeout` passes: the public Grid
+    API's push and pull, as `Grid.send_and_receive` does, without its fixed 3 s sleep between pulls."""
+    ids, got = set(grid.push_messages(msgs)), []
+    end = time.monotonic() + timeout
+    while ids and time.monotonic() < end:
+        new = list(grid.pull_messages(ids))
+        got += new
+        ids -= {m.metadata.reply_to_message_id for m in new}
+        if ids and not new: time.sleep(PULL_INTERVAL)
+    return got
+
 def _exchange(grid, nodes, shared_rec: ArrayRecord, round_idx: int, train: list, evaluate: bool, timeout: float, final=False,
               accepted=()):   # the clients whose updates the last round kept: they commit their new private rows
     cfg = ConfigRecord({"round": int(round_idx), "train": [int(x) for x in train], "evaluate": bool(evaluate), "final": bool(final),
                         "accepted": [int(x) for x in accepted]})
     msgs = [Message(RecordDict({"global": shared_rec, "config": cfg}), dst_node_id=n, message_type="train",
                     group_id=str(round_idx)) for n in nodes]
-    got = list(grid.send_and_receive(msgs, timeout=timeout))
+    got = exchange(grid, msgs, timeout)
     errors = [m.error.reason for m in got if m.has_error()]
     if got and len(errors) == len(got):
         raise RuntimeError(f"round {round_idx}: every node failed; the first said: {errors[0]}")
@@ -326,6 +342,20 @@ def _parse(replies, like: dict) -> tuple:
 
 
 # %% ../nbs/06l_flower.ipynb #c1bda3c9
+def round_line(rec: dict, rounds: int) -> str:
+    "One line about a finished round: its clients, the updates accepted and rejected, and its test metric."
+    metric = next((k for k in ("test_rmse", "test_hr@10", "test_ndcg@10") if isinstance(rec.get(k), (int, float))), None)
+    figure = f"{metric} {rec[metric]:.4f}" if metric else "not evaluated"
+    accepted = max(int(rec.get("clients_answered", 0)) - int(rec.get("rejected", 0)), 0)
+    return (f"round {rec['round']}/{rounds}: {rec.get('clients_answered', 0)} of {rec.get('clients', 0)} clients answered, "
+            f"{accepted} updates accepted, {rec.get('rejected', 0)} rejected{' (round skipped)' if rec.get('skipped') else ''}; {figure}")
+
+def log_round(rec: dict, rounds: int):
+    "`round_line` through Flower's logger: a deployment's ServerApp log, which `flwr run --stream` shows."
+    from flwr.common.logger import log
+    import logging
+    log(logging.INFO, round_line(rec, rounds))
+
 def _client_errors(sums: dict, n: int) -> tuple:
     "Per-client MAE and RMSE (nan where a client has no held-out rows or did not answer) from their eval sums."
     mae, rmse = np.full(n, np.nan), np.full(n, np.nan)
@@ -459,12 +489,13 @@ class FlowerRuntime(Runtime):
         rec, glob = self.pending
         self.pending, self.sums = None, (check_eval_sums(self.fed, sums)[0] if not self.implicit else sums)
         if not self.implicit:
-            self.last = _orphan_metrics(self.fed, glob, sums); rec.update(self.last); return
+            self.last = _orphan_metrics(self.fed, glob, sums); rec.update(self.last); log_round(rec, self.p["rounds"]); return
         m = _node_topn_metrics(self.fed, glob, self.topn, sums, topn_suffixes(self.net, final))
         self.topn_final = {k: v for k, v in m.items() if k.endswith(("_full", "_global_items"))}   # the last exchange's
         self.last = {k: v for k, v in m.items() if k not in self.topn_final}
         rec.update(self.last)
         rec["seconds"] += rec["eval_seconds"]
+        log_round(rec, self.p["rounds"])
 
     def train(self, plan, global_params):
         results, refused, errors, sent = self._exchange(global_params, plan.round_idx, [int(c.cid) for c in plan.clients])
@@ -482,6 +513,7 @@ class FlowerRuntime(Runtime):
         if self.on_nodes: self.pending = (record, {n: t.clone() for n, t in global_params.items()})   # the next exchange
         else:
             record.update(_implicit_metrics(self.fed, global_params, self.topn)); record["seconds"] += record["eval_seconds"]
+            log_round(record, self.p["rounds"])
 
     def final(self, global_params):
         if self.on_nodes: self._exchange(global_params, self.p["rounds"], [], final=True)   # the last round's evaluation
@@ -625,11 +657,59 @@ def wait_port(port, timeout=30.0, proc=None, log=None):
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s; log: {log}")
 
+def _proc_table() -> dict:
+    "pid -> (parent pid, process group, start time, state) of every process (Linux's /proc; elsewhere `ps`, start time 0)."
+    out = {}
+    if Path("/proc/self/stat").exists():
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit(): continue
+            try: s = (d / "stat").read_text()
+            except OSError: continue
+            f = s[s.rindex(")") + 2:].split()   # after the command name, which may hold spaces
+            out[int(d.name)] = (int(f[1]), int(f[2]), int(f[19]), f[0])
+        return out
+    for line in subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,stat="], capture_output=True, text=True).stdout.splitlines():
+        pid, ppid, pgid, st = line.split()[:4]
+        out[int(pid)] = (int(ppid), int(pgid), 0, st[0])
+    return out
+
+def process_tree(roots) -> dict:
+    "The running processes `roots` (pids) and all their descendants: `pid -> (process group, start time)`."
+    table, kids = _proc_table(), {}
+    for pid, (ppid, *_ ) in table.items(): kids.setdefault(ppid, []).append(pid)
+    out, todo = {}, [p for p in roots if p in table]
+    while todo:
+        p = todo.pop()
+        if p in out: continue
+        out[p] = table[p][1:3]
+        todo += kids.get(p, [])
+    return out
+
+def still_running(procs: dict) -> dict:
+    "Those of `procs` (`process_tree`'s) that still run as the same process (same start time; a zombie has ended)."
+    table = _proc_table()
+    return {p: v for p, v in procs.items() if p in table and table[p][2] == v[1] and table[p][3] != "Z"}
+
+def end_processes(procs: dict, timeout: float = 10.0) -> dict:
+    """SIGTERM each process of `procs` (`process_tree`'s) and each process group one of them leads (its children there
+    too), then SIGKILL what is left after `timeout` s; what still runs after that (empty: all ended)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, (pgid, _) in still_running(procs).items():
+            for kill, target in ((os.killpg, pgid), (os.kill, pid)) if pgid == pid else ((os.kill, pid),):
+                try: kill(target, sig)
+                except (ProcessLookupError, PermissionError): pass
+        t0 = time.monotonic()
+        while still_running(procs) and time.monotonic() - t0 < timeout: time.sleep(0.1)
+    return still_running(procs)
+
 class LocalDeployment:
-    "A SuperLink and `num_nodes` SuperNodes on 127.0.0.1 (insecure: loopback only), killed by process id on exit."
+    """A SuperLink and `num_nodes` SuperNodes on 127.0.0.1 (insecure: loopback only), each SuperNode with its own Runtime
+    API port (`--port`; two on the default 9094 cannot both bind). Each process starts in its own session; on exit
+    every process they started (SuperExecs, ServerApp and ClientApp processes, also those in sessions of their own) is
+    ended by process id and group, also on failure."""
     def __init__(self, num_nodes=2, workdir=None, env=None):
         self.num_nodes, self.workdir = num_nodes, Path(workdir)
-        self.procs, self.env = [], dict(os.environ, **(env or {}))
+        self.procs, self.env, self.seen, self.node_ports = [], dict(os.environ, **(env or {})), {}, []
         bindir = str(Path(sys.executable).parent)
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
         self.env["FLWR_HOME"] = str(self.workdir / "flwr_home")
@@ -652,11 +732,12 @@ class LocalDeployment:
             wait_port(self.port, 60, p, log)
             (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n')
             for k in range(self.num_nodes):
-                port = free_port()
+                port = free_port(); self.node_ports.append(port)
                 p, log = self._start(["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
                                       "--node-config", f"partition-id={k} num-partitions={self.num_nodes}", "--port", str(port)], f"supernode{k}")
                 wait_port(port, 60, p, log)
             for _, p, log in self.procs[1:]: wait_log(log, "SuperNode ID", 60, p)   # registered with the SuperLink
+            self.track()
         except BaseException:
             self.close(); raise
         return self
@@ -665,10 +746,16 @@ class LocalDeployment:
         "Process ids of the SuperLink and the SuperNodes."
         return [p.pid for _, p, _ in self.procs]
 
+    def track(self) -> dict:
+        "Add the processes the deployment's processes run now (SuperExecs, apps) to those `close` ends; all of them so far."
+        self.seen.update(process_tree(self.pids())); return dict(self.seen)
+
     def kill_node(self, k: int):
-        "Kill SuperNode `k` (and its ClientApp processes) at once, as a machine that dies would."
+        "Kill SuperNode `k` (and its SuperExec and ClientApp processes) at once, as a machine that dies would."
         name, p, _ = next(x for x in self.procs if x[0] == f"supernode{k}")
+        tree = process_tree([p.pid]); self.seen.update(tree)
         os.killpg(p.pid, signal.SIGKILL); p.wait(10)
+        end_processes(tree, timeout=0)
 
     def run(self, app_dir, run_config: dict, timeout=600) -> dict:
         "`flwr run app_dir` on this federation with `run_config` (its `output_dir` must be set); the results the ServerApp wrote."
@@ -677,6 +764,7 @@ class LocalDeployment:
         cfg = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
         cmd = ["flwr", "run", str(app_dir), "local", "--stream", "--run-config", cfg]
         r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        self.track()
         if r.returncode != 0 or not res_file.exists() or res_file.stat().st_mtime_ns == before:
             logs = "; ".join(str(log) for _, _, log in self.procs)
             raise RuntimeError(f"`flwr run` ended without writing {res_file} (exit {r.returncode}): "
@@ -684,16 +772,15 @@ class LocalDeployment:
         self.last_output = r.stdout
         return load_results(out)
 
-    def close(self):
-        for name, p, _ in reversed(self.procs):
-            if p.poll() is None:
-                try: os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError: pass
-        for name, p, _ in reversed(self.procs):
+    def close(self) -> dict:
+        "End every process the deployment started (`end_processes`); what could not be ended (empty: none)."
+        self.track()
+        left = end_processes(self.seen)
+        for _, p, _ in self.procs:
             try: p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL); p.wait(10)
-        self.procs = []
+            except subprocess.TimeoutExpired: pass
+        self.procs, self.left = [], left
+        return left
     def __exit__(self, *exc): self.close()
 
 # %% ../nbs/06l_flower.ipynb #8768450c
@@ -829,6 +916,7 @@ class SecAggFedStrategy(Strategy):
         self.last = _orphan_metrics(self.fed, self.glob, self.sums)
         self.sums = check_eval_sums(self.fed, self.sums)[0]   # the final per-client figures: only sums the server vouches for
         self.history[-1].update(self.last)
+        log_round(self.history[-1], self.p["rounds"])
         return self.history[-1]["test_mse"], {}
 
     def evaluate(self, server_round, parameters): return None   # the held-out rows no node owns join the nodes' sums above

@@ -21,12 +21,13 @@ from .objectives import OBJECTIVES
 from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS, fake_user_count, malicious_count
 from .strategies import STRATEGIES
+from .client import MAX_UPDATE_VALUE
 
 # %% auto #0
-__all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'RECORDED', 'choice', 'number',
-           'optional', 'boolean', 'folder', 'existing_folder', 'drop_list', 'as_path_text', 'parse_scale', 'scale_pair',
-           'Param', 'check_params', 'parse_params', 'resolve_params', 'run_label', 'run_folder', 'parameters_cell',
-           'with_parameters']
+__all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'DP_NOISE_MAX', 'RECORDED', 'choice',
+           'number', 'optional', 'boolean', 'folder', 'existing_folder', 'drop_list', 'as_path_text', 'parse_scale',
+           'scale_pair', 'Param', 'check_params', 'parse_params', 'resolve_params', 'run_label', 'run_folder',
+           'parameters_cell', 'with_parameters']
 
 # %% ../nbs/06g_parameters.ipynb #834b0cff
 def choice(*choices) -> Callable:
@@ -173,6 +174,8 @@ PARAMETERS = (
     # where and how it runs
     Param("engine", "vectorized", "'vectorized' (falls back to 'sequential' where unsupported), 'sequential', 'flower'", "runtime",
           choice("vectorized", "sequential", "flower"), resumable=True),
+    Param("threads", 1, "torch CPU threads of the run (1: fastest per core on a small or shared machine, "
+          "benchmarks/bench_threads.py; 0: torch's default, one per core)", "runtime", number(lo=0, integer=True), resumable=True),
     Param("device", "auto", "'auto' (CUDA when present), 'cpu', 'cuda'", "runtime", choice("auto", "cpu", "cuda"), resumable=True),
     Param("output_dir", None, "results.json, results.csv, clients.csv and the plots go here; None: runs/<what ran> "
           "(`run_folder`)", "runtime", optional(folder), resumable=True, parse=as_path_text),
@@ -233,6 +236,8 @@ def _check_model_rules(p: dict):
         raise ParameterError(f"parameter drop_inputs={p['drop_inputs']!r}: the models of objective={obj.name!r} read no side "
                              "features; use ''")
 
+DP_NOISE_MAX = 1e6   # DP noise std on the sum of updates above which a float32 model's predictions may overflow
+
 def _check_defence_rules(p: dict):
     if p["attack"] != "none" and p["attack_fraction"] == 0:
         raise ParameterError(f"parameter attack_fraction=0 with attack={p['attack']!r}: no client would attack; give the share of "
@@ -242,6 +247,11 @@ def _check_defence_rules(p: dict):
         raise ParameterError(f"parameter aggregator={p['aggregator']!r} with dp_noise_multiplier={p['dp_noise_multiplier']}: DP-FedAvg "
                              "clips every update to dp_clip and adds noise to their sum, which only the mean keeps private; "
                              "use aggregator='mean' (its clipping already bounds every client, as norm_bound does)")
+    if p["dp_noise_multiplier"] > 0 and (p["dp_clip"] > MAX_UPDATE_VALUE or p["dp_noise_multiplier"] * p["dp_clip"] > DP_NOISE_MAX):
+        raise ParameterError(f"parameter dp_clip={p['dp_clip']:.3g} with dp_noise_multiplier={p['dp_noise_multiplier']:.3g}: noise of "
+                             f"std {p['dp_noise_multiplier'] * p['dp_clip']:.3g} on the sum of updates (at most {DP_NOISE_MAX:.0e}; "
+                             f"dp_clip at most {MAX_UPDATE_VALUE:.2g}) would make the model's float32 predictions non-finite; "
+                             "lower dp_clip (an update's norm is typically below 10)")
     if p["dp_noise_multiplier"] > 0 and p["dp_delta"] >= 1 / p["num_clients"]:
         warnings.warn(f"parameter dp_delta={p['dp_delta']} with num_clients={p['num_clients']}: delta is at least 1/N = "
                       f"{1 / p['num_clients']:.3g} (N = num_clients), so the (epsilon, delta) guarantee allows one client's data to be "

@@ -258,7 +258,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m fedrec_nb.records", description="Compare finished runs (their results.json).")
     sub = ap.add_subparsers(dest="command", required=True)
     f = sub.add_parser("folder", help="the output_dir of a run of notebook 06 with these -p parameters (other arguments ignored)")
-    f.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    f.add_argument("-p", "--parameters", dest="p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     c = sub.add_parser("compare", help="table of final figures and a plot of the per-round curves")
     c.add_argument("folders", nargs="+", help="run folders (output_dir of each run), e.g. runs/*")
     c.add_argument("--plot", default="compare.png", help="where the curves go (default: compare.png in the current folder)")

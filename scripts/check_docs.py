@@ -83,7 +83,7 @@ def check_sidebar(nbs: Path) -> list[str]:
     return problems
 
 def check_site_config(nbs: Path) -> list[str]:
-    "Problems with `_quarto.yml` (valid YAML, a website reading nbdev.yml and sidebar.yml) and `nbdev.yml`."
+    "Problems with `_quarto.yml` (one file at the top, linked from nbs/; valid YAML, a website reading nbdev.yml and sidebar.yml) and `nbdev.yml`."
     import yaml
     from nbdev.config import get_config
     from nbdev.quarto import _nbdev_yml
@@ -92,6 +92,11 @@ def check_site_config(nbs: Path) -> list[str]:
     for f in (q, nbs / "nbdev.yml"):
         if not f.exists(): return [f"{rel(f)} is missing (restore it from git, or let nbdev write it from"
                                    " settings.ini: `python -c 'from nbdev.quarto import refresh_quarto_yml as r; r()'`)"]
+    top = nbs.parent / "_quarto.yml"  # the one real file; nbs/_quarto.yml, where nbdev reads it, links to it
+    if nbs.resolve() == (ROOT / "nbs").resolve() and (not top.is_file() or top.is_symlink() or not q.is_symlink()
+                                                     or q.resolve() != top.resolve()):
+        problems.append(f"{rel(q)} must be a relative link to the top-level _quarto.yml (the only copy):"
+                        " `ln -sf ../_quarto.yml nbs/_quarto.yml`")
     text = q.read_text()
     for m in re.finditer(r"\{\{[^}<]*\}\}", text):  # nbdev does not template _quarto.yml; Quarto keeps it literal
         problems.append(f"{q.name}: `{m.group()}` is not replaced by nbdev or Quarto: write the value itself")

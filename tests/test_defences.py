@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -69,7 +70,15 @@ def test_dp_run_records_the_accountants_epsilon_every_round(tmp_path):
     assert again["final"]["test_rmse"] == res["final"]["test_rmse"] and "seeded" in res["final"]["dp_noise"]
     private = [run_federated(output_dir=tmp_path / f"os{k}", **dict(kw, dp_seeded_noise=False))["final"] for k in range(2)]
     assert private[0]["test_rmse"] != private[1]["test_rmse"]       # by default: the operating system's entropy, never the seed
-    assert private[0]["dp_noise"] == "the operating system's entropy" and "norm_median" in private[0]["not_covered_by_epsilon"]
+    assert private[0]["dp_noise"] == "the operating system's entropy"
+    # the figures computed from the clients' data without noise are kept apart from the records epsilon covers
+    apart = saved["not_covered_by_epsilon"]
+    assert saved["final"]["not_covered_by_epsilon"] == "results.json: not_covered_by_epsilon"
+    assert all(r["norm_median"] is None and r["clipped"] is None and r["train_loss"] is None for r in saved["rounds"])
+    assert [r["round"] for r in apart["rounds"]] == [1, 2, 3, 4] and all(r["norm_median"] > 0 for r in apart["rounds"])
+    assert all(c["train_loss"] is None for c in saved["clients"]) and saved["client_losses"] == {} and apart["client_losses"]
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert csv["norm_median"].isna().all() and "test_rmse" in csv and not csv["test_rmse"].isna().any()
     noisier = run_federated(output_dir=tmp_path / "z", **dict(kw, dp_noise_multiplier=5.0))
     assert noisier["final"]["epsilon"] < res["final"]["epsilon"]
 

@@ -12,6 +12,7 @@ import pytest
 from fedrec_nb.movielens import load_movielens
 from fedrec_nb.federated import run_federated
 from fedrec_nb.flower import LocalDeployment, params_from_run_config, run_config_from_params, run_flower
+from test_flower_docs import cmdlines, left_running
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = dict(model="mf", partition="iid", num_clients=2, rounds=2, local_epochs=1, batch_size=256, lr=3e-3,
@@ -49,12 +50,16 @@ def test_loopback_deployment_matches_sequential(tmp_path, slice_csv):
     seq = _sequential(p, tmp_path / "seq")
     out = tmp_path / "deployed"
     with LocalDeployment(num_nodes=2, workdir=tmp_path / "fl") as d:
-        pids = d.pids()
         res = d.run(ROOT / "flower_app", run_config_from_params(dict(p, output_dir=str(out))), timeout=300)
+        seen = d.track()   # the SuperLink, the SuperNodes and what they started (SuperExecs, in sessions of their own)
+        names = cmdlines(seen) if Path("/proc/self/stat").exists() else ""
+        assert len(set(d.node_ports)) == 2   # each SuperNode its own Runtime API port
     assert res["final"]["test_rmse"] == pytest.approx(seq["final"]["test_rmse"], abs=1e-6)
     assert [r["clients_answered"] for r in res["rounds"]] == [2, 2]
-    for pid in pids:   # every process the deployment started is gone
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert "round 1/2:" in d.last_output and "round 2/2:" in d.last_output   # the ServerApp's line per round, streamed
+    if Path("/proc/self/stat").exists():   # nothing the deployment started is left, by pid and by process group
+        assert "flower-superexec" in names   # they were seen, so the check below means something
+        assert left_running(seen) == [] and d.left == {}
 
 
 def test_dead_node_does_not_hang_the_server(tmp_path, slice_csv):

@@ -22,15 +22,18 @@ class FakeGrid:
         self.params, self.tamper = params, tamper or {}
         self.ctx = {k: Context(1, 100 + k, {"partition-id": k, "num-partitions": n}, RecordDict(), {}) for k in range(n)}
     def get_node_ids(self): return [100 + k for k in self.ctx]
-    def send_and_receive(self, msgs, timeout=None):
-        out = []
-        for m in msgs:
+    def push_messages(self, msgs):
+        self.replies, ids = {}, []
+        for j, m in enumerate(msgs):
+            m.metadata.__dict__["_message_id"] = f"m{j}"   # as a Grid's push gives each message its id
             k = m.metadata.dst_node_id - 100
             TaskIdentity.node_id = 100 + k   # the reply's sender, as a SuperNode sets it
             r = flower.handle_message(m, self.ctx[k], self.params)
             if k in self.tamper: self.tamper[k](r.content, m)
-            out.append(r)
-        return out
+            self.replies[f"m{j}"] = r; ids.append(f"m{j}")
+        return ids
+    def pull_messages(self, ids):
+        return [self.replies.pop(i) for i in list(ids) if i in self.replies]
 
 
 @pytest.fixture(scope="module")

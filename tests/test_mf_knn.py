@@ -123,3 +123,21 @@ def test_bench_surprise_cv_prints_both_sides_and_fails_outside_tolerance():
     rmse, pub_rmse, mae, pub_mae = float(row[1]), float(row[2]), float(row[4]), float(row[5])
     assert (pub_rmse, pub_mae) == (0.944, 0.748)
     assert abs(rmse - pub_rmse) <= 0.006 and abs(mae - pub_mae) <= 0.006
+
+
+def test_papermill_fits_only_the_listed_models_on_the_given_dataset(tmp_path):
+    "README's `-p dataset synthetic -p models svd,baseline_only`, every other parameter at its default: those two models, on"
+    "synthetic data, and nothing else (no slow model, no seed-split KNN, no cross-validation on the real ML-100K)."
+    pm = pytest.importorskip("papermill")
+    out, run = tmp_path / "out.ipynb", tmp_path / "run"
+    pm.execute_notebook(str(ROOT / "nbs" / "04_mf_knn.ipynb"), str(out), parameters=dict(dataset="synthetic", models="svd,baseline_only",
+                        output_dir=str(run)), cwd=str(ROOT / "nbs"), progress_bar=False, kernel_name="python3", language="python")
+    res = json.loads((run / "results.json").read_text())
+    assert res["params"]["dataset"] == "synthetic" and [r["key"] for r in res["models"]] == ["svd", "baseline_only"]
+    assert [r["key"] for r in res["seed_split"]] == ["svd"] and "published_cv" not in res
+    cells = json.loads(out.read_text())["cells"]
+    first = next(k for k, c in enumerate(cells) if "rows = [run_model" in "".join(c["source"]))
+    shown = json.dumps([c.get("outputs", []) for c in cells[first:]])
+    for other in ("SVD++", "NMF", "SlopeOne", "CoClustering", "KNNBasic", "KNNWithMeans", "KNNBaseline"):
+        assert other not in shown, f"{other} appears in the outputs of the model cells"
+    assert "published_cv: Surprise's published figures are ML-100K's; dataset='synthetic', not run" in shown
