@@ -232,12 +232,13 @@ def plot_compare(curves: dict, path) -> Path:
     "One panel per test metric: each run's curve over rounds; a PNG at `path`."
     import matplotlib; matplotlib.use("Agg") if "matplotlib.pyplot" not in sys.modules else None
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     metrics = [m for o in OBJECTIVES.values() for m in o.metrics if any(m in h for h in curves.values())]
     fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5.5 * max(len(metrics), 1), 4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for name, h in curves.items():
             if m in h: ax.plot(h["round"], h[m], marker="o", label=name)
-        ax.set(xlabel="round", ylabel=m, title=m); ax.grid(True)
+        ax.set(xlabel="round", ylabel=m, title=m); ax.grid(True); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].legend(fontsize=7)
     path = atomic_write(Path(path), lambda t: fig.savefig(t, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
