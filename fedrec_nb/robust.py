@@ -353,34 +353,51 @@ def foolsgold_from_cosines(cs: torch.Tensor, kappa: float = 1.0, tol: float = 1e
 GRAM_WARN_CLIENTS = 10_000   # above this many clients a (K, K) float64 Gram matrix (Krum, FoolsGold) takes > 0.8 GB
 
 class SparseUpdates(NamedTuple):
-    "K clients' updates of P coordinates as the entries each client touched, sorted by (column, value); untouched: no entry."
+    "K clients' updates of P coordinates as the entries each client touched, in any order; untouched: no entry."
     K: int                 # clients (rows of the dense (K, P) matrix it stands for)
     P: int                 # coordinates
     client: torch.Tensor   # (nnz,) long: the client of each entry
     col: torch.Tensor      # (nnz,) long: its coordinate
-    value: torch.Tensor    # (nnz,) its value (touched values may be 0)
+    value: torch.Tensor    # (nnz,) its value (touched values may be 0); no (client, col) twice
 
 def sparse_updates(client, col, value, K: int, P: int) -> SparseUpdates:
-    "The entries `(client, col, value)` (any order, no duplicate (client, col)) as `SparseUpdates`, sorted by (col, value)."
-    client, col = torch.as_tensor(client, dtype=torch.long), torch.as_tensor(col, dtype=torch.long, device=value.device)
-    o = torch.sort(value, stable=True).indices
-    o = o[torch.sort(col[o], stable=True).indices]            # by column, then by value inside each column
-    return SparseUpdates(int(K), int(P), client.to(value.device)[o], col[o], value[o])
+    "The entries `(client, col, value)` as `SparseUpdates` (long indices on the values' device)."
+    dev = value.device
+    return SparseUpdates(int(K), int(P), torch.as_tensor(client, dtype=torch.long).to(dev),
+                         torch.as_tensor(col, dtype=torch.long).to(dev), value)
 
 def sparse_from_dense(U: torch.Tensor, mask=None) -> SparseUpdates:
     "The touched entries of the (K, P) `U` (`mask`; default: its non-zero values) as `SparseUpdates`."
     check_updates(U, allow_empty=True)
     mask = (U != 0) if mask is None else _check_mask(U, mask)
-    k, c = mask.nonzero(as_tuple=True)
-    return sparse_updates(k, c, U[k, c], U.shape[0], U.shape[1])
+    c, k = mask.T.contiguous().nonzero(as_tuple=True)              # by (column, client): the Gram's order, no sort
+    return SparseUpdates(U.shape[0], U.shape[1], k, c, U[k, c])
+
+def _order_key(v: torch.Tensor) -> torch.Tensor:
+    "An int64 in [0, 2^32) per float32 value with the values' order (the IEEE bits, negatives' flipped)."
+    b = v.to(torch.float32).view(torch.int32).to(torch.int64)
+    return torch.where(b < 0, b ^ 0x7FFFFFFF, b) + (1 << 31)
+
+def _by_column(S: SparseUpdates, then_value: bool = True) -> SparseUpdates:
+    "`S` sorted by column, then by value (the median's order; exact for float32) or by client (the Gram's)."
+    inner = _order_key(S.value) if then_value and S.value.dtype == torch.float32 else None
+    if inner is None and then_value:                               # other dtypes: two stable sorts
+        o = torch.sort(S.value, stable=True).indices
+        o = o[torch.sort(S.col[o], stable=True).indices]
+    else:
+        key = (S.col << 32) + inner if then_value else S.col * S.K + S.client
+        if not then_value and bool((key[1:] >= key[:-1]).all()): return S    # already in order (`sparse_from_dense`)
+        o = torch.argsort(key)
+    return SparseUpdates(S.K, S.P, S.client[o], S.col[o], S.value[o])
 
 def _column_ranks(S: SparseUpdates):
-    "Per entry its rank inside its column's touched values; per column the count n and the count of negative values."
+    "`S` in the median's order; per entry its rank inside its column; per column the count n, first entry, negatives."
+    S = _by_column(S)
     n = torch.bincount(S.col, minlength=S.P)
     start = torch.cumsum(n, 0) - n
     rank = torch.arange(S.col.numel(), device=S.col.device) - start[S.col]
     neg = torch.bincount(S.col[S.value < 0], minlength=S.P)
-    return n, start, rank, neg
+    return S, n, start, rank, neg
 
 def _at_rank(S, r, n, start, neg, zeros):
     "The value of rank `r` (per column) among the touched values and, with `zeros`, the K - n implicit zeros."
@@ -394,7 +411,7 @@ def _at_rank(S, r, n, start, neg, zeros):
 def sparse_median(S: SparseUpdates, implicit_zeros: bool = False) -> torch.Tensor:
     """`coordinate_median` from the touched entries alone: over the clients that touched each coordinate (`mask`'s rule,
     0 where none did), or with `implicit_zeros` over all K clients, an untouched one counting as a 0 that is never stored."""
-    n, start, _, neg = _column_ranks(S)
+    S, n, start, _, neg = _column_ranks(S)
     m = torch.full_like(n, S.K) if implicit_zeros else n
     lo, hi = (m - 1).clamp(min=0) // 2, m // 2
     med = (_at_rank(S, lo, n, start, neg, implicit_zeros) + _at_rank(S, hi, n, start, neg, implicit_zeros)) / 2
@@ -403,7 +420,7 @@ def sparse_median(S: SparseUpdates, implicit_zeros: bool = False) -> torch.Tenso
 def sparse_trimmed_mean(S: SparseUpdates, trim_fraction: float = 0.1, implicit_zeros: bool = False) -> torch.Tensor:
     "`trimmed_mean` from the touched entries alone (the same two rules as `sparse_median`), summed in float64."
     if not 0 <= trim_fraction < 0.5: raise ValueError(f"parameter trim_fraction={trim_fraction!r}: must be in [0, 0.5)")
-    n, start, rank, neg = _column_ranks(S)
+    S, n, start, rank, neg = _column_ranks(S)
     m = torch.full_like(n, S.K) if implicit_zeros else n
     b = (torch.full_like(n, int(math.floor(trim_fraction * S.K))) if implicit_zeros   # the dense rules, exactly
          else torch.floor(trim_fraction * n.to(torch.float64)).to(n.dtype))
@@ -421,14 +438,51 @@ def sparse_weighted_sum(S: SparseUpdates, w: torch.Tensor) -> torch.Tensor:
     w = torch.as_tensor(w, dtype=S.value.dtype, device=S.value.device)
     return torch.zeros(S.P, dtype=S.value.dtype, device=S.value.device).index_add_(0, S.col, w[S.client] * S.value)
 
+def _column_groups(S: SparseUpdates):
+    """`S` by (column, client); per touched column its entry count and first entry, and a group id: consecutive columns
+    touched by the same clients (the d columns of one table row) share one, so their Gram blocks are one product."""
+    S = _by_column(S, then_value=False)
+    cols, n = torch.unique_consecutive(S.col, return_counts=True)
+    start = torch.cumsum(n, 0) - n
+    ci = torch.repeat_interleave(torch.arange(len(cols), device=n.device), n)     # each entry's touched column
+    rank = torch.arange(S.col.numel(), device=n.device) - start[ci]
+    prev = torch.zeros_like(n, dtype=torch.bool)
+    prev[1:] = (n[1:] == n[:-1]) & (cols[1:] == cols[:-1] + 1)
+    partner = torch.where(ci > 0, start[(ci - 1).clamp(min=0)] + rank, 0).clamp(max=max(S.col.numel() - 1, 0))
+    match = prev[ci] & (S.client[partner] == S.client)
+    same = prev & (torch.bincount(ci[match], minlength=len(cols)) == n)
+    return S, n, start, torch.cumsum(~same, 0) - 1
+
 def sparse_gram(S: SparseUpdates) -> torch.Tensor:
-    "The (K, K) float64 Gram matrix U U^T from the touched entries (a sparse product, scipy); warns above `GRAM_WARN_CLIENTS`."
+    """The (K, K) float64 Gram matrix U U^T from the touched entries: one small product per group of columns touched by
+    the same clients (a table row), added into the clients' block. Warns above `GRAM_WARN_CLIENTS` clients."""
     if S.K > GRAM_WARN_CLIENTS:
         warnings.warn(f"{S.K:,} clients: Krum's and FoolsGold's (K, K) float64 matrices take {S.K * S.K * 8 / 1e9:.1f} GB each "
                       f"and O(K^2) time (more than {GRAM_WARN_CLIENTS:,} clients); sample fewer clients per round")
-    import scipy.sparse as sp
-    X = sp.csr_matrix((S.value.detach().cpu().double().numpy(), (S.client.cpu().numpy(), S.col.cpu().numpy())), shape=(S.K, S.P))
-    return torch.as_tensor((X @ X.T).toarray(), device=S.value.device)
+    G = torch.zeros(S.K, S.K, dtype=torch.float64, device=S.value.device)
+    if not S.value.numel(): return G
+    S, n, start, gid = _column_groups(S)
+    v = S.value.to(torch.float64)
+    g_first = torch.ones_like(gid, dtype=torch.bool); g_first[1:] = gid[1:] != gid[:-1]
+    gs, gn = start[g_first].tolist(), n[g_first].tolist()
+    gw = torch.bincount(gid).tolist()                               # columns per group
+    # a group costs m*m scattered additions, or w*K*K multiply-adds in one dense product (about 64x faster each):
+    # the rows most clients touched (popular items, dense tables) go into a dense (K, w) block, the others are scattered
+    dense = [i for i, (m, w) in enumerate(zip(gn, gw)) if w * S.K * S.K < 64 * m * m]
+    if dense:
+        e = torch.cat([torch.arange(gs[i], gs[i] + gn[i] * gw[i], device=G.device) for i in dense])
+        X = torch.zeros(S.K, len(e) and int(sum(gw[i] for i in dense)), dtype=torch.float64, device=G.device)
+        ccol = torch.cat([torch.arange(gw[i], device=G.device).repeat_interleave(gn[i]) + o for i, o in
+                          zip(dense, np.cumsum([0] + [gw[i] for i in dense])[:-1].tolist())])
+        X[S.client[e], ccol] = v[e]
+        G += X @ X.T
+    flat, is_dense = G.view(-1), set(dense)
+    for i, (s, m, w) in enumerate(zip(gs, gn, gw)):
+        if i in is_dense: continue
+        V = v[s:s + m * w].reshape(w, m)                            # the group's w columns, the same m clients each
+        idx = S.client[s:s + m]
+        flat.index_add_(0, (idx[:, None] * S.K + idx[None, :]).reshape(-1), (V.T @ V).reshape(-1))
+    return G
 
 def gram_sq_distances(G: torch.Tensor) -> torch.Tensor:
     "All squared L2 distances between the rows whose Gram matrix is `G` (float64, diagonal 0)."
