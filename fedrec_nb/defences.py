@@ -171,8 +171,7 @@ class Defences:
         dev = U.device
         g = torch.Generator(device=dev); g.manual_seed(int(p["seed"]) * 1_000_003 + int(round_idx) * 101 + 29)
         bad = torch.as_tensor(np.isin(np.asarray(cids, dtype=np.int64), self.malicious), device=dev)
-        honest = U[~bad]
-        hn = torch.linalg.vector_norm(honest, dim=1)
+        hn = torch.linalg.vector_norm(U, dim=1)[~bad]   # the honest clients' norms, without copying their rows
         typical = float(hn.median()) if len(hn) else p["clip_norm"]
         info["norm_median"] = typical
         if p["attack"] in ("sign_flip", "scale", "noise") and bool(bad.any()):
@@ -180,6 +179,7 @@ class Defences:
             if p["attack"] == "sign_flip": U[bad] = -p["attack_scale"] * U[bad]      # the flipped update, boosted
             elif p["attack"] == "scale": U[bad] = p["attack_scale"] * U[bad]
             else:
+                honest = U[~bad]
                 rms = float(honest.pow(2).mean().sqrt()) if honest.numel() else 1.0
                 U[bad] = torch.randn(U[bad].shape, generator=g, device=dev, dtype=U.dtype) * (p["attack_scale"] * rms)
                 M = M.clone(); M[bad] = True
