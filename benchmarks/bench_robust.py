@@ -11,6 +11,8 @@ tables, both bias tables, the offset), laid out as the engine flattens a one-use
 user row and bias, the item rows and biases of about `--rated` items it rated (Poisson, drawn with weights
 following a long tail), and the offset; zeros elsewhere. Weights are proportional to the rated counts. Each operation
 runs once as warm-up (the masked median and trimmed mean take `U != 0` as the touched coordinates), then `--repeats` times; the median time is reported with its ratio to the weighted mean (w @ U).
+The `sparse` rows are the same aggregators on the touched entries (`fedrec_nb.robust.aggregate_sparse`, what `Defences`
+runs), from one `sparse_from_dense` built beforehand (timed on its own row).
 `--loop-clients N` times the textbook double loop of squared distances on N clients and scales it by (K/N)^2.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fedrec_nb.privacy import clip_updates, dp_aggregate  # noqa: E402
-from fedrec_nb.robust import aggregate, pairwise_sq_distances  # noqa: E402
+from fedrec_nb.privacy import dp_aggregate_sparse  # noqa: E402
+from fedrec_nb.robust import aggregate, aggregate_sparse, pairwise_sq_distances, sparse_from_dense  # noqa: E402
 
 
 def parse(argv=None):
@@ -107,6 +110,15 @@ def main(argv=None):
              "norm_bound (1.0)": lambda: aggregate(U, w, "norm_bound", clip_norm=1.0),
              "clip_updates (0.1)": lambda: clip_updates(U, 0.1),
              "dp_aggregate (0.1, z=1)": lambda: dp_aggregate(U, 0.1, 1.0, expected, torch.Generator(a.device).manual_seed(0))}
+    S, Sm = sparse_from_dense(U), sparse_from_dense(U, M)   # the touched entries (what `Defences` aggregates)
+    cases.update({"sparse_from_dense (U, M)": lambda: sparse_from_dense(U, M),
+                  "sparse median (masked)": lambda: aggregate_sparse(Sm, w, "median"),
+                  "sparse trimmed_mean (masked)": lambda: aggregate_sparse(Sm, w, "trimmed_mean", trim_fraction=0.1),
+                  f"sparse krum (f={a.krum_f})": lambda: aggregate_sparse(S, w, "krum", krum_f=a.krum_f),
+                  f"sparse multi_krum (f={a.krum_f})": lambda: aggregate_sparse(S, w, "multi_krum", krum_f=a.krum_f),
+                  "sparse foolsgold": lambda: aggregate_sparse(S, w, "foolsgold"),
+                  "sparse norm_bound (1.0)": lambda: aggregate_sparse(S, w, "norm_bound", clip_norm=1.0),
+                  "sparse dp_aggregate": lambda: dp_aggregate_sparse(S, 0.1, 1.0, expected, torch.Generator(a.device).manual_seed(0))})
     base = None
     print(f"{'operation':28s} {'seconds':>10s} {'x mean':>8s}")
     for name, fn in cases.items():

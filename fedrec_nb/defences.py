@@ -13,9 +13,10 @@ import torch
 from .client import ClientUpdates, sample_clients
 from .experiment import ParameterError
 from .parameters import DEFAULTS
-from .privacy import dp_aggregate, epsilon_per_round, poisson_sample
-from .robust import (aggregate, craft_promotion, exposure_ratio, fake_user_count,
-                              foolsgold_weights, malicious_clients, unstack)
+from .privacy import dp_aggregate_sparse, epsilon_per_round, poisson_sample
+from .robust import (SparseUpdates, aggregate_sparse, craft_promotion, exposure_ratio, fake_user_count,
+                              malicious_clients, sparse_foolsgold_weights, sparse_from_dense, sparse_row_sq_norms, unstack)
+
 
 # %% auto #0
 __all__ = ['RELEASED_OUTSIDE_DP', 'apart_from_dp', 'entropy_generator', 'needs_client_updates', 'round_participants',
@@ -101,7 +102,7 @@ class Defences:
             self.target = int(target_index) if target_index is not None else choose_target(self.popularity)
         if p["attack"] == "promote_item" and one_client_per_user: self.fakes = fake_user_count(num_clients, p["attack_fraction"])
         elif p["attack"] != "none": self.malicious = malicious_clients(num_clients, p["attack_fraction"], p["seed"])
-        self.history = {}   # foolsgold: client id -> the sum of its updates so far
+        self.history, self._width = {}, 0   # foolsgold: client id -> the sum of its updates so far, (columns, values)
         self.epsilons = (epsilon_per_round(p["dp_noise_multiplier"], p["client_fraction"], p["rounds"], p["dp_delta"])
                          if self.dp else None)
 
@@ -117,8 +118,25 @@ class Defences:
 
     def state_dict(self) -> dict:
         "What a checkpoint keeps: foolsgold's histories, sparse (a one-user client touches few item rows)."
-        return dict(history={k: v.cpu().to_sparse() for k, v in self.history.items()})
-    def load_state_dict(self, s: dict): self.history = {k: v.to_dense() for k, v in s.get("history", {}).items()}
+        return dict(history={k: torch.sparse_coo_tensor(c[None].cpu(), v.cpu(), (self._width,), check_invariants=True) for k, (c, v) in self.history.items()})
+    def load_state_dict(self, s: dict):
+        h = {k: (v if v.is_sparse else v.to_sparse()).coalesce() for k, v in s.get("history", {}).items()}
+        self.history = {k: (v.indices()[0], v.values()) for k, v in h.items()}
+        self._width = next((v.shape[0] for v in h.values()), 0)
+
+    def _foolsgold_history(self, S: SparseUpdates, cids: list) -> SparseUpdates:
+        "Each client's summed updates, this round's `S` included, sparse: stored per client as (columns, values)."
+        old = [self.history.get(c, (S.col[:0], S.value[:0])) for c in cids]
+        dev = S.value.device
+        k = torch.cat([S.client] + [torch.full((len(c),), j, dtype=torch.long, device=dev) for j, (c, _) in enumerate(old)])
+        col = torch.cat([S.col] + [c.to(dev) for c, _ in old])
+        H = torch.sparse_coo_tensor(torch.stack([k, col]), torch.cat([S.value] + [v.to(dev) for _, v in old]), (S.K, S.P),
+                                    check_invariants=False).coalesce()
+        (hk, hc), hv = H.indices(), H.values()
+        counts = torch.bincount(hk, minlength=S.K).tolist()
+        self.history.update(zip(cids, zip(torch.split(hc, counts), torch.split(hv, counts))))
+        self._width = S.P
+        return SparseUpdates(S.K, S.P, hk, hc, hv)   # sorted by client: the Gram matrix needs no order
 
     def exposure(self, net: torch.nn.Module, features, rated: torch.Tensor) -> float:
         "ER@10 of the target film under `net`'s scores (`rated`: who rated what in training, excluded)."
@@ -167,8 +185,7 @@ class Defences:
         dev = U.device
         g = torch.Generator(device=dev); g.manual_seed(int(p["seed"]) * 1_000_003 + int(round_idx) * 101 + 29)
         bad = torch.as_tensor(np.isin(np.asarray(cids, dtype=np.int64), self.malicious), device=dev)
-        honest = U[~bad]
-        hn = torch.linalg.vector_norm(honest, dim=1)
+        hn = torch.linalg.vector_norm(U, dim=1)[~bad]   # the honest clients' norms, without copying their rows
         typical = float(hn.median()) if len(hn) else p["clip_norm"]
         info["norm_median"] = typical
         if p["attack"] in ("sign_flip", "scale", "noise") and bool(bad.any()):
@@ -176,6 +193,7 @@ class Defences:
             if p["attack"] == "sign_flip": U[bad] = -p["attack_scale"] * U[bad]      # the flipped update, boosted
             elif p["attack"] == "scale": U[bad] = p["attack_scale"] * U[bad]
             else:
+                honest = U[~bad]
                 rms = float(honest.pow(2).mean().sqrt()) if honest.numel() else 1.0
                 U[bad] = torch.randn(U[bad].shape, generator=g, device=dev, dtype=U.dtype) * (p["attack_scale"] * rms)
                 M = M.clone(); M[bad] = True
@@ -194,7 +212,7 @@ class Defences:
         K = U.shape[0]
         if self.dp:
             expected = p["client_fraction"] * (self.num_clients + self.fakes)
-            res = dp_aggregate(U, float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g if p["dp_seeded_noise"] else
+            res = dp_aggregate_sparse(sparse_from_dense(U), float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g if p["dp_seeded_noise"] else
                                entropy_generator(dev))   # the seed's noise only when asked: whoever has the seed could remove it
             info.update(clipped=res.clipped, noise_std=p["dp_noise_multiplier"] * p["dp_clip"] / expected)
             if not bool(torch.isfinite(res.delta).all()):   # the noise (or the clipped sum) overflowed the updates' float type
@@ -208,14 +226,14 @@ class Defences:
             info["note"] = f"{p['aggregator']}: {K} clients answered, it needs more than {2 * p['krum_f'] + 2}; round skipped"
             return None, info
         w = strategy.client_weights(n).to(dev, U.dtype)
-        H = None
-        if p["aggregator"] == "foolsgold":   # each client's summed updates, this round's included
-            for k, c in enumerate(cids): self.history[c] = self.history.get(c, 0) + U[k].detach()
-            H = torch.stack([self.history[c].to(dev) for c in cids])
-        agg = aggregate(U, w, p["aggregator"], p["trim_fraction"], p["krum_f"], p["clip_norm"],
-                        mask=M if p["aggregator"] in ("median", "trimmed_mean") else None, history=H)
-        if H is not None: info["low_weight"] = int((foolsgold_weights(H) < 0.5).sum())
+        masked = p["aggregator"] in ("median", "trimmed_mean")   # over the clients that touched each coordinate
+        S = sparse_from_dense(U.detach(), M if masked else None)  # the touched entries: no (K, P) work after this
+        fg = None
+        if p["aggregator"] == "foolsgold":   # each client's summed updates, this round's included; weights computed once
+            fg = sparse_foolsgold_weights(self._foolsgold_history(S, cids))
+            info["low_weight"] = int((fg < 0.5).sum())
+        agg = aggregate_sparse(S, w, p["aggregator"], p["trim_fraction"], p["krum_f"], p["clip_norm"], masked=True, fg_weights=fg)
         if p["aggregator"] == "norm_bound":
-            info["clipped"] = int((torch.linalg.vector_norm(U, dim=1) > p["clip_norm"]).sum())
+            info["clipped"] = int((sparse_row_sq_norms(S).sqrt() > p["clip_norm"]).sum())
         if agg.selected is not None: info["selected"] = [int(cids[k]) for k in agg.selected.tolist()]
         return unstack(agg.delta, ups.shapes), info

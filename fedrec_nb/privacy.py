@@ -11,11 +11,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .robust import check_updates, clip_factors
+from .robust import SparseUpdates, check_updates, clip_factors, factors_from_norms, sparse_row_sq_norms, sparse_weighted_sum
 
 # %% auto #0
-__all__ = ['ACCOUNTANTS', 'clip_updates', 'poisson_sample', 'DPAggregated', 'dp_aggregate', 'epsilon', 'epsilon_per_round',
-           'noise_for_epsilon']
+__all__ = ['ACCOUNTANTS', 'clip_updates', 'poisson_sample', 'DPAggregated', 'dp_aggregate', 'dp_aggregate_sparse', 'epsilon',
+           'epsilon_per_round', 'noise_for_epsilon']
 
 # %% ../nbs/06f_privacy.ipynb #164bbc22
 def clip_updates(U: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,17 +46,34 @@ def dp_aggregate(U: torch.Tensor,            # (K, P) updates of the sampled cli
                  generator: torch.Generator | None = None,  # for reproducible noise (on U's device)
                 ) -> DPAggregated:
     "DP-FedAvg's aggregate: (sum of clipped updates + N(0, (z*C)^2) per coordinate) / expected_clients."
+    _check_dp(noise_multiplier, expected_clients)
+    check_updates(U, allow_empty=True)                                    # K = 0 (nobody sampled): noise alone
+    factor, norms = clip_factors(U, clip, "dp_clip")
+    return _noised(factor @ U, norms, clip, noise_multiplier, expected_clients, generator)   # the sum of the clipped rows
+
+def _check_dp(noise_multiplier, expected_clients):
     if not (noise_multiplier >= 0 and math.isfinite(noise_multiplier)):
         raise ValueError(f"parameter dp_noise_multiplier={noise_multiplier!r}: must be >= 0 and finite")
     if not expected_clients > 0:
         raise ValueError(f"parameter expected_clients={expected_clients!r}: must be > 0 (q * num_clients)")
-    check_updates(U, allow_empty=True)                                    # K = 0 (nobody sampled): noise alone
-    factor, norms = clip_factors(U, clip, "dp_clip")
-    total = factor @ U                                                     # the sum of the clipped rows
+
+def _noised(total, norms, clip, noise_multiplier, expected_clients, generator) -> DPAggregated:
+    "The clipped sum `total` plus N(0, (zC)^2) on every coordinate (dense: one draw of total's shape), over q * N."
     if noise_multiplier > 0:
-        total = total + torch.randn(total.shape, generator=generator, dtype=U.dtype, device=U.device) * (
+        total = total + torch.randn(total.shape, generator=generator, dtype=total.dtype, device=total.device) * (
             noise_multiplier * clip)
     return DPAggregated(total / expected_clients, norms, int((norms > clip).sum()))
+
+def dp_aggregate_sparse(S: SparseUpdates,          # the sampled clients' touched entries (`fedrec_nb.robust.sparse_updates`)
+                        clip: float, noise_multiplier: float, expected_clients: float,
+                        generator: torch.Generator | None = None,
+                       ) -> DPAggregated:
+    """`dp_aggregate` on the touched entries: the norms and the clipped sum from them alone; the noise, dense by nature,
+    is drawn on the (P,) sum exactly as `dp_aggregate` draws it (the same generator gives the same noise)."""
+    _check_dp(noise_multiplier, expected_clients)
+    norms = sparse_row_sq_norms(S).sqrt()
+    factor = factors_from_norms(norms, clip, "dp_clip")
+    return _noised(sparse_weighted_sum(S, factor), norms, clip, noise_multiplier, expected_clients, generator)
 
 # %% ../nbs/06f_privacy.ipynb #410d3753
 ACCOUNTANTS = ("rdp", "prv")

@@ -5,17 +5,20 @@
 # %% ../nbs/06e_robust.ipynb #6dbe1b90
 from __future__ import annotations
 
-import math
+import math, warnings
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['AGGREGATORS', 'ATTACKS', 'check_updates', 'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean',
-           'pairwise_sq_distances', 'krum_scores', 'clip_factors', 'clip_rows', 'Aggregated', 'aggregate', 'sign_flip',
-           'scale', 'noise', 'malicious_count', 'malicious_clients', 'fake_user_count', 'apply_attack',
-           'craft_promotion', 'exposure_ratio', 'foolsgold_weights']
+__all__ = ['AGGREGATORS', 'ATTACKS', 'GRAM_WARN_CLIENTS', 'check_updates', 'stack_updates', 'unstack', 'coordinate_median',
+           'trimmed_mean', 'pairwise_sq_distances', 'check_krum', 'krum_from_distances', 'krum_scores',
+           'factors_from_norms', 'clip_factors', 'clip_rows', 'Aggregated', 'aggregate', 'sign_flip', 'scale', 'noise',
+           'malicious_count', 'malicious_clients', 'fake_user_count', 'apply_attack', 'craft_promotion',
+           'exposure_ratio', 'foolsgold_weights', 'foolsgold_from_cosines', 'SparseUpdates', 'sparse_updates',
+           'sparse_from_dense', 'sparse_median', 'sparse_trimmed_mean', 'sparse_row_sq_norms', 'sparse_weighted_sum',
+           'sparse_gram', 'gram_sq_distances', 'sparse_foolsgold_weights', 'aggregate_sparse']
 
 # %% ../nbs/06e_robust.ipynb #82579ec1
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound", "foolsgold")
@@ -140,27 +143,36 @@ def pairwise_sq_distances(U: torch.Tensor) -> torch.Tensor:
     D.clamp_(min=0.0).fill_diagonal_(0.0)
     return D
 
-def krum_scores(U: torch.Tensor, krum_f: int = 1) -> torch.Tensor:
-    "Krum's score of each row: the sum of squared distances to its K - f - 2 nearest other rows (lower is better)."
-    check_updates(U)
-    K = U.shape[0]
+def check_krum(K: int, krum_f: int):
+    "Refuse a `krum_f` that is not a non-negative integer, or K clients too few for it (Krum needs K > 2f + 2)."
     if not (isinstance(krum_f, (int, np.integer)) and krum_f >= 0):
         raise ValueError(f"parameter krum_f={krum_f!r}: must be a non-negative integer (attackers assumed)")
     if K <= 2 * krum_f + 2:
         raise ValueError(f"parameter krum_f={krum_f}: Krum needs more than 2*krum_f + 2 = {2 * krum_f + 2} clients "
                          f"per round, got K = {K}; lower krum_f or sample more clients")
-    D = pairwise_sq_distances(U)
+
+def krum_from_distances(D: torch.Tensor, krum_f: int) -> torch.Tensor:
+    "Krum's scores from the (K, K) squared distances `D` (changed in place: its diagonal becomes inf)."
     D.fill_diagonal_(float("inf"))
-    n = K - krum_f - 2
-    return torch.topk(D, n, dim=1, largest=False).values.sum(1)
+    return torch.topk(D, D.shape[0] - krum_f - 2, dim=1, largest=False).values.sum(1)
+
+def krum_scores(U: torch.Tensor, krum_f: int = 1) -> torch.Tensor:
+    "Krum's score of each row: the sum of squared distances to its K - f - 2 nearest other rows (lower is better)."
+    check_updates(U)
+    check_krum(U.shape[0], krum_f)
+    return krum_from_distances(pairwise_sq_distances(U), krum_f)
 
 # %% ../nbs/06e_robust.ipynb #82e954a8
-def clip_factors(U: torch.Tensor, clip_norm: float, name: str = "clip_norm") -> tuple[torch.Tensor, torch.Tensor]:
-    "Per-row factors min(1, clip_norm / ||U_k||) and the row norms, one batched pass over `U`."
+def factors_from_norms(norms: torch.Tensor, clip_norm: float, name: str = "clip_norm") -> torch.Tensor:
+    "Per-row factors min(1, clip_norm / norm): the rule of every clipping (norm bound, DP), dense or sparse."
     if not (isinstance(clip_norm, (int, float)) and clip_norm > 0 and math.isfinite(clip_norm)):
         raise ValueError(f"parameter {name}={clip_norm!r}: must be a positive finite number (an L2 bound)")
+    return (clip_norm / norms.clamp(min=torch.finfo(norms.dtype).tiny)).clamp(max=1.0)
+
+def clip_factors(U: torch.Tensor, clip_norm: float, name: str = "clip_norm") -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-row factors min(1, clip_norm / ||U_k||) and the row norms, one batched pass over `U`."
     norms = torch.linalg.vector_norm(U, dim=1)
-    return (clip_norm / norms.clamp(min=torch.finfo(U.dtype).tiny)).clamp(max=1.0), norms
+    return factors_from_norms(norms, clip_norm, name), norms
 
 def clip_rows(U: torch.Tensor, clip_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
     "Each row of `U` scaled to L2 norm at most `clip_norm` (one batched op); returns (clipped rows, original norms)."
@@ -318,7 +330,11 @@ def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the s
     if K == 1: return torch.ones(1, dtype=H.dtype, device=H.device)
     X = H.to(torch.float64)
     X = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp(min=1e-12)
-    cs = (X @ X.T).clamp(-1.0, 1.0)
+    return foolsgold_from_cosines((X @ X.T).clamp(-1.0, 1.0), kappa, tol).to(H.dtype)
+
+def foolsgold_from_cosines(cs: torch.Tensor, kappa: float = 1.0, tol: float = 1e-6) -> torch.Tensor:
+    "FoolsGold's weights (float64) from the (K, K) cosine similarities `cs` of the histories (K >= 2; `cs` is changed)."
+    K = cs.shape[0]
     # Identical histories have cosine 1 only up to rounding: 1 - eps or 1 + eps depending on the CPU's summation order
     # (SIMD width). 1 - eps would give them a = eps > 0, which the division by a.max() below blows up to weight 1, so
     # directions within `tol` of each other are snapped to exactly 1: the weights no longer depend on the rounding.
@@ -328,7 +344,197 @@ def foolsgold_weights(H: torch.Tensor,     # (K, P) each client's history: the s
     cs.fill_diagonal_(0.0)
     pardon = torch.where(v[None, :] > v[:, None], v[:, None] / v[None, :].clamp(min=1e-12), torch.ones_like(cs))
     a = (1 - (cs * pardon).max(1).values).clamp(0, 1)                 # pardoning: honest clients near a sybil keep weight
-    if float(a.max()) <= 0: return torch.zeros(K, dtype=H.dtype, device=H.device)
+    if float(a.max()) <= 0: return torch.zeros(K, dtype=cs.dtype, device=cs.device)
     a = (a / a.max()).clamp(max=0.99)
     w = kappa * (torch.log(a / (1 - a)) + 0.5)                        # the logit spreads weights away from the middle
-    return torch.nan_to_num(w, nan=0.0, neginf=0.0).clamp(0, 1).to(H.dtype)
+    return torch.nan_to_num(w, nan=0.0, neginf=0.0).clamp(0, 1)
+
+# %% ../nbs/06e_robust.ipynb #14c48192
+GRAM_WARN_CLIENTS = 10_000   # above this many clients a (K, K) float64 Gram matrix (Krum, FoolsGold) takes > 0.8 GB
+
+class SparseUpdates(NamedTuple):
+    "K clients' updates of P coordinates as the entries each client touched, in any order; untouched: no entry."
+    K: int                 # clients (rows of the dense (K, P) matrix it stands for)
+    P: int                 # coordinates
+    client: torch.Tensor   # (nnz,) long: the client of each entry
+    col: torch.Tensor      # (nnz,) long: its coordinate
+    value: torch.Tensor    # (nnz,) its value (touched values may be 0); no (client, col) twice
+
+def sparse_updates(client, col, value, K: int, P: int) -> SparseUpdates:
+    "The entries `(client, col, value)` as `SparseUpdates` (long indices on the values' device)."
+    dev = value.device
+    return SparseUpdates(int(K), int(P), torch.as_tensor(client, dtype=torch.long).to(dev),
+                         torch.as_tensor(col, dtype=torch.long).to(dev), value)
+
+def sparse_from_dense(U: torch.Tensor, mask=None) -> SparseUpdates:
+    "The touched entries of the (K, P) `U` (`mask`; default: its non-zero values) as `SparseUpdates`."
+    check_updates(U, allow_empty=True)
+    mask = (U != 0) if mask is None else _check_mask(U, mask)
+    c, k = mask.T.contiguous().nonzero(as_tuple=True)              # by (column, client): the Gram's order, no sort
+    return SparseUpdates(U.shape[0], U.shape[1], k, c, U[k, c])
+
+def _order_key(v: torch.Tensor) -> torch.Tensor:
+    "An int64 in [0, 2^32) per float32 value with the values' order (the IEEE bits, negatives' flipped)."
+    b = v.to(torch.float32).view(torch.int32).to(torch.int64)
+    return torch.where(b < 0, b ^ 0x7FFFFFFF, b) + (1 << 31)
+
+def _by_column(S: SparseUpdates, then_value: bool = True) -> SparseUpdates:
+    "`S` sorted by column, then by value (the median's order; exact for float32) or by client (the Gram's)."
+    inner = _order_key(S.value) if then_value and S.value.dtype == torch.float32 else None
+    if inner is None and then_value:                               # other dtypes: two stable sorts
+        o = torch.sort(S.value, stable=True).indices
+        o = o[torch.sort(S.col[o], stable=True).indices]
+    else:
+        key = (S.col << 32) + inner if then_value else S.col * S.K + S.client
+        if not then_value and bool((key[1:] >= key[:-1]).all()): return S    # already in order (`sparse_from_dense`)
+        o = torch.argsort(key)
+    return SparseUpdates(S.K, S.P, S.client[o], S.col[o], S.value[o])
+
+def _column_ranks(S: SparseUpdates):
+    "`S` in the median's order; per entry its rank inside its column; per column the count n, first entry, negatives."
+    S = _by_column(S)
+    n = torch.bincount(S.col, minlength=S.P)
+    start = torch.cumsum(n, 0) - n
+    rank = torch.arange(S.col.numel(), device=S.col.device) - start[S.col]
+    neg = torch.bincount(S.col[S.value < 0], minlength=S.P)
+    return S, n, start, rank, neg
+
+def _at_rank(S, r, n, start, neg, zeros):
+    "The value of rank `r` (per column) among the touched values and, with `zeros`, the K - n implicit zeros."
+    z = (S.K - n) if zeros else torch.zeros_like(n)
+    pos = torch.where(r < neg, r, r - z)                        # ranks neg .. neg + z - 1 are the implicit zeros
+    is_zero = (r >= neg) & (r < neg + z)
+    if not S.value.numel(): return torch.zeros(S.P, dtype=S.value.dtype, device=S.value.device)
+    v = S.value[(start + pos).clamp(0, S.value.numel() - 1)]
+    return torch.where(is_zero, torch.zeros_like(v), v)
+
+def sparse_median(S: SparseUpdates, implicit_zeros: bool = False) -> torch.Tensor:
+    """`coordinate_median` from the touched entries alone: over the clients that touched each coordinate (`mask`'s rule,
+    0 where none did), or with `implicit_zeros` over all K clients, an untouched one counting as a 0 that is never stored."""
+    S, n, start, _, neg = _column_ranks(S)
+    m = torch.full_like(n, S.K) if implicit_zeros else n
+    lo, hi = (m - 1).clamp(min=0) // 2, m // 2
+    med = (_at_rank(S, lo, n, start, neg, implicit_zeros) + _at_rank(S, hi, n, start, neg, implicit_zeros)) / 2
+    return torch.where(m > 0, med, torch.zeros_like(med))
+
+def sparse_trimmed_mean(S: SparseUpdates, trim_fraction: float = 0.1, implicit_zeros: bool = False) -> torch.Tensor:
+    "`trimmed_mean` from the touched entries alone (the same two rules as `sparse_median`), summed in float64."
+    if not 0 <= trim_fraction < 0.5: raise ValueError(f"parameter trim_fraction={trim_fraction!r}: must be in [0, 0.5)")
+    S, n, start, rank, neg = _column_ranks(S)
+    m = torch.full_like(n, S.K) if implicit_zeros else n
+    b = (torch.full_like(n, int(math.floor(trim_fraction * S.K))) if implicit_zeros   # the dense rules, exactly
+         else torch.floor(trim_fraction * n.to(torch.float64)).to(n.dtype))
+    merged = torch.where(rank < neg[S.col], rank, rank + (m - n)[S.col])     # rank among touched values and zeros
+    keep = (merged >= b[S.col]) & (merged < (m - b)[S.col])
+    tot = torch.zeros(S.P, dtype=torch.float64, device=S.value.device).index_add_(0, S.col[keep], S.value[keep].to(torch.float64))
+    return (tot / (m - 2 * b).clamp(min=1)).to(S.value.dtype)
+
+def sparse_row_sq_norms(S: SparseUpdates) -> torch.Tensor:
+    "Each client's squared L2 norm, (K,) in the values' dtype, from its touched values."
+    return torch.zeros(S.K, dtype=S.value.dtype, device=S.value.device).index_add_(0, S.client, S.value * S.value)
+
+def sparse_weighted_sum(S: SparseUpdates, w: torch.Tensor) -> torch.Tensor:
+    "sum_k w_k U_k, (P,), from the touched entries (what `w @ U` gives on the dense matrix)."
+    w = torch.as_tensor(w, dtype=S.value.dtype, device=S.value.device)
+    return torch.zeros(S.P, dtype=S.value.dtype, device=S.value.device).index_add_(0, S.col, w[S.client] * S.value)
+
+def _column_groups(S: SparseUpdates):
+    """`S` by (column, client); per touched column its entry count and first entry, and a group id: consecutive columns
+    touched by the same clients (the d columns of one table row) share one, so their Gram blocks are one product."""
+    S = _by_column(S, then_value=False)
+    cols, n = torch.unique_consecutive(S.col, return_counts=True)
+    start = torch.cumsum(n, 0) - n
+    ci = torch.repeat_interleave(torch.arange(len(cols), device=n.device), n)     # each entry's touched column
+    rank = torch.arange(S.col.numel(), device=n.device) - start[ci]
+    prev = torch.zeros_like(n, dtype=torch.bool)
+    prev[1:] = (n[1:] == n[:-1]) & (cols[1:] == cols[:-1] + 1)
+    partner = torch.where(ci > 0, start[(ci - 1).clamp(min=0)] + rank, 0).clamp(max=max(S.col.numel() - 1, 0))
+    match = prev[ci] & (S.client[partner] == S.client)
+    same = prev & (torch.bincount(ci[match], minlength=len(cols)) == n)
+    return S, n, start, torch.cumsum(~same, 0) - 1
+
+def sparse_gram(S: SparseUpdates) -> torch.Tensor:
+    """The (K, K) float64 Gram matrix U U^T from the touched entries: one small product per group of columns touched by
+    the same clients (a table row), added into the clients' block. Warns above `GRAM_WARN_CLIENTS` clients."""
+    if S.K > GRAM_WARN_CLIENTS:
+        warnings.warn(f"{S.K:,} clients: Krum's and FoolsGold's (K, K) float64 matrices take {S.K * S.K * 8 / 1e9:.1f} GB each "
+                      f"and O(K^2) time (more than {GRAM_WARN_CLIENTS:,} clients); sample fewer clients per round")
+    G = torch.zeros(S.K, S.K, dtype=torch.float64, device=S.value.device)
+    if not S.value.numel(): return G
+    S, n, start, gid = _column_groups(S)
+    v = S.value.to(torch.float64)
+    g_first = torch.ones_like(gid, dtype=torch.bool); g_first[1:] = gid[1:] != gid[:-1]
+    gs, gn = start[g_first].tolist(), n[g_first].tolist()
+    gw = torch.bincount(gid).tolist()                               # columns per group
+    # a group costs m*m scattered additions, or w*K*K multiply-adds in one dense product (about 64x faster each):
+    # the rows most clients touched (popular items, dense tables) go into a dense (K, w) block, the others are scattered
+    dense = [i for i, (m, w) in enumerate(zip(gn, gw)) if w * S.K * S.K < 64 * m * m]
+    if dense:
+        e = torch.cat([torch.arange(gs[i], gs[i] + gn[i] * gw[i], device=G.device) for i in dense])
+        X = torch.zeros(S.K, len(e) and int(sum(gw[i] for i in dense)), dtype=torch.float64, device=G.device)
+        ccol = torch.cat([torch.arange(gw[i], device=G.device).repeat_interleave(gn[i]) + o for i, o in
+                          zip(dense, np.cumsum([0] + [gw[i] for i in dense])[:-1].tolist())])
+        X[S.client[e], ccol] = v[e]
+        G += X @ X.T
+    flat, is_dense = G.view(-1), set(dense)
+    for i, (s, m, w) in enumerate(zip(gs, gn, gw)):
+        if i in is_dense: continue
+        V = v[s:s + m * w].reshape(w, m)                            # the group's w columns, the same m clients each
+        idx = S.client[s:s + m]
+        flat.index_add_(0, (idx[:, None] * S.K + idx[None, :]).reshape(-1), (V.T @ V).reshape(-1))
+    return G
+
+def gram_sq_distances(G: torch.Tensor) -> torch.Tensor:
+    "All squared L2 distances between the rows whose Gram matrix is `G` (float64, diagonal 0)."
+    sq = torch.diagonal(G)
+    D = sq[:, None] + sq[None, :] - 2.0 * G
+    return D.clamp_(min=0.0).fill_diagonal_(0.0)
+
+
+# %% ../nbs/06e_robust.ipynb #bf9a9b53
+def sparse_foolsgold_weights(H: SparseUpdates, kappa: float = 1.0, tol: float = 1e-6) -> torch.Tensor:
+    "`foolsgold_weights` of the histories `H` from their sparse Gram matrix: the cosines without the dense (K, P) matrix."
+    if H.K < 1: raise ValueError("parameter H: no client history (K = 0)")
+    if H.K == 1: return torch.ones(1, dtype=H.value.dtype, device=H.value.device)
+    G = sparse_gram(H)
+    nrm = torch.sqrt(torch.diagonal(G)).clamp(min=1e-12)
+    return foolsgold_from_cosines((G / nrm[:, None] / nrm[None, :]).clamp(-1.0, 1.0), kappa, tol).to(H.value.dtype)
+
+def _sparse_rows(S: SparseUpdates, keep: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    "sum over the clients `keep` of w_k U_k, (P,)."
+    ww = torch.zeros(S.K, dtype=S.value.dtype, device=S.value.device)
+    ww[keep] = torch.as_tensor(w, dtype=S.value.dtype, device=S.value.device)
+    return sparse_weighted_sum(S, ww)
+
+def aggregate_sparse(S: SparseUpdates,              # the K clients' touched entries (`sparse_from_dense`, `sparse_updates`)
+                     w,                             # (K,) aggregation weights summing to 1
+                     aggregator: str = "mean",      # one of `AGGREGATORS`
+                     trim_fraction: float = 0.1, krum_f: int = 1, clip_norm: float = 1.0,
+                     masked: bool = True,           # median, trimmed_mean: over the clients that touched each coordinate
+                     history: SparseUpdates | None = None,  # foolsgold: the clients' summed updates (default: S itself)
+                     fg_weights=None,               # foolsgold: weights already computed from `history` (not twice)
+                    ) -> Aggregated:
+    "`aggregate` on the touched entries: the same delta (median exactly) without the dense (K, P) matrix."
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"parameter aggregator={aggregator!r}: must be one of {list(AGGREGATORS)}")
+    if S.K < 1: raise ValueError("parameter U: no client update (K = 0); skip the round instead")
+    w = check_updates(torch.zeros(S.K, 0, dtype=S.value.dtype, device=S.value.device), w)
+    if aggregator == "mean": return Aggregated(sparse_weighted_sum(S, w), None)
+    if aggregator == "median": return Aggregated(sparse_median(S, not masked), None)
+    if aggregator == "trimmed_mean": return Aggregated(sparse_trimmed_mean(S, trim_fraction, not masked), None)
+    if aggregator == "norm_bound":
+        factor = factors_from_norms(sparse_row_sq_norms(S).sqrt(), clip_norm)
+        return Aggregated(sparse_weighted_sum(S, w * factor), None)
+    if aggregator == "foolsgold":
+        fg = sparse_foolsgold_weights(S if history is None else history) if fg_weights is None else fg_weights
+        return Aggregated(sparse_weighted_sum(S, w * fg.to(S.value.dtype)), None)
+    check_krum(S.K, krum_f)
+    scores = krum_from_distances(gram_sq_distances(sparse_gram(S)), krum_f)
+    if aggregator == "krum":
+        k = int(torch.argmin(scores))
+        return Aggregated(_sparse_rows(S, torch.tensor([k]), torch.ones(1)), torch.tensor([k], device=S.value.device))
+    keep = torch.sort(torch.topk(scores, S.K - krum_f, largest=False).indices).values
+    wk = w[keep]
+    wk = wk / wk.sum() if float(wk.sum()) > 0 else torch.full_like(wk, 1.0 / len(keep))
+    return Aggregated(_sparse_rows(S, keep, wk), keep)
+
