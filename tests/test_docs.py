@@ -114,7 +114,7 @@ def test_home_page_covers_what_a_new_reader_needs():
     pos = [md.find(s) for s in order]
     assert -1 not in pos, [s for s, k in zip(order, pos) if k == -1]
     assert pos == sorted(pos), "the home page's parts are out of order"
-    assert "<!-- Compare runs:" in md  # the place kept for the paragraph on comparing runs
+    assert "python -m fedrec_nb.records compare runs/*" in md  # how to compare runs (tests/test_run_folders.py runs it)
     for f in ("results.json", "results.csv", "clients.csv"): assert f"`{f}`" in md
     # every notebook is in the map
     for p in NBS.glob("[0-9]*.ipynb"): assert f"[{p.stem}]({p.name})" in md, f"the notebook map lacks {p.name}"
