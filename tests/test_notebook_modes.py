@@ -35,6 +35,9 @@ def test_default_folder_and_central_epochs(tmp_path):
     shown = (tmp_path / "out.ipynb").read_text()
     assert "central comparison: 2 epochs (central_epochs; the federated run made 2 passes)" in shown
     assert "results into runs/synthetic-mf-iid-fedavg" in shown
+    folder = tmp_path / "runs" / "synthetic-mf-iid-fedavg"
+    for png in ("federated_vs_central.png", "client_losses.png", "client_mae.png", "metrics_over_rounds.png"):
+        assert (folder / png).stat().st_size > 0, png
 
 
 def test_implicit_objective(tmp_path):
@@ -60,3 +63,27 @@ def test_flower_with_private_user_rows(tmp_path):
     assert not (tmp_path / "run" / "comparison.csv").exists() and "central_epochs=0: no central comparison" in (tmp_path / "out.ipynb").read_text()
     assert res["final"]["engine"] == "flower" and res["params"]["private_user_embeddings"] is True
     assert res["final"]["test_rmse"] > 0
+
+
+@pytest.mark.parametrize("mode", [
+    dict(engine="sequential", aggregator="trimmed_mean", attack="scale", attack_fraction=0.2),
+    dict(aggregator="krum", attack="noise", attack_fraction=0.1),
+    dict(aggregator="multi_krum", attack="sign_flip", attack_fraction=0.2, client_dropout=0.1),
+    dict(aggregator="norm_bound", attack="promote_item", attack_fraction=0.2),
+    dict(aggregator="foolsgold", partition="dirichlet", own_file=True),
+], ids=lambda m: "-".join(str(v) for v in m.values()))
+def test_each_attack_and_aggregator(tmp_path, mode):
+    "Every attack and aggregator the notebook documents, one run each (the engine and data vary too): the run records them."
+    mode = dict(mode)
+    if mode.pop("own_file", False):   # a user's own ratings file instead of a named dataset
+        from fedrec_nb.synthetic import synthetic_movielens
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        synthetic_movielens(n_users=80, n_items=150, n_ratings=3000, seed=5).ratings.to_csv(tmp_path / "mine.csv", index=False)
+        mode["dataset"] = str(tmp_path / "mine.csv")
+    res = _run(tmp_path, central_epochs=0, num_clients=10, **mode)
+    for k, v in mode.items(): assert res["params"][k] == v, k
+    assert len(res["rounds"]) == 2 and res["final"]["test_rmse"] > 0
+    if mode.get("attack", "none") in ("scale", "noise", "sign_flip"): assert all(r["malicious"] >= 1 for r in res["rounds"])
+    if mode.get("attack") == "promote_item": assert "test_er@10" in res["final"]
+    shown = (tmp_path / "out.ipynb").read_text()
+    assert mode["aggregator"] in shown and (mode.get("attack", "none") == "none" or mode["attack"] in shown)   # the run's label
