@@ -1,7 +1,7 @@
 """Experiments that silently are not what was asked: an attack share that rounds to no attacker (or to every client),
 an impossible epsilon, a dp_clip float32 cannot hold, a user's own ids mixing integers and strings, and an error message
 suggesting an option the user cannot pass. Small synthetic data: each run takes about a second."""
-import math
+import math, re
 import warnings
 
 import numpy as np
@@ -109,16 +109,17 @@ def test_impossible_epsilon_stops_the_run(tmp_path, small_csv):
                       output_dir=str(tmp_path), **RUN)
 
 
-def test_dp_clip_too_large_for_float32_skips_the_round_and_keeps_the_model_finite(tmp_path, small_csv, capsys):
-    res = run_federated(dataset=str(small_csv), dp_noise_multiplier=1.0, dp_clip=1e39, num_clients=10,
-                        output_dir=str(tmp_path), **dict(RUN, rounds=2))
-    assert all(r["skipped"] for r in res["rounds"])
-    assert "not finite in float32" in capsys.readouterr().out
-    assert all(torch.isfinite(t).all() for t in res["recommender"].net.parameters())
-    assert math.isfinite(res["final"]["test_mae"])
+def test_dp_clip_too_large_for_float32_is_refused_before_any_work(tmp_path, small_csv):
+    "A clip whose noise would overflow the float32 model stops the run at its parameter check, naming dp_clip."
+    for clip in (1e39, 1e7):   # float32's inf, and noise of std 1e7 on the sum
+        with pytest.raises(ParameterError, match=re.escape(f"parameter dp_clip={clip:.3g}") + ".*lower dp_clip"):
+            run_federated(dataset=str(small_csv), dp_noise_multiplier=1.0, dp_clip=clip, num_clients=10,
+                          output_dir=str(tmp_path / "big"), **dict(RUN, rounds=2))
+    assert not (tmp_path / "big" / "results.json").exists()   # refused before any work: nothing written
     ok = run_federated(dataset=str(small_csv), dp_noise_multiplier=1.0, dp_clip=1.0, num_clients=10,
                        output_dir=str(tmp_path / "ok"), **RUN)
     assert not any(r["skipped"] for r in ok["rounds"])
+    assert all(torch.isfinite(t).all() for t in ok["recommender"].net.parameters()) and math.isfinite(ok["final"]["test_mae"])
 
 
 # 3. a user's own data: ids mixing integers and strings
