@@ -167,8 +167,8 @@ def test_notebook_on_synthetic_writes_results(tmp_path):
     for row in res["seed_reproduction"]:
         assert row["seed Recall@5"] == pytest.approx(row["ours Recall@5"], abs=1e-12)
         assert row["seed NDCG@5"] == pytest.approx(row["ours NDCG@5"], abs=1e-12)
-    kv = res["knn_vs_svd"]
-    assert kv["knn_rated"]["recall@5"] != kv["svd_rated"]["recall@5"]
+    assert [r["model"] for r in res["seed_reproduction"]] == ["svd", "svd"]
+    assert res["knn_vs_svd"] is None  # `models` lists no knn_ model, so none is fitted (issue 20)
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 9
     assert (out / "ranking_bars.png").stat().st_size > 1000
 
