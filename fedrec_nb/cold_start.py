@@ -59,7 +59,7 @@ def error_by_bucket(fitted: dict,         # key -> fitted `Recommender`
 
 # %% ../nbs/07a_cold_start.ipynb #f33ec705
 FED_GLOBAL = dict(model="mf", partition="iid", num_clients=10, strategy="fedavg", rounds=14, local_epochs=3,
-                  batch_size=256, lr=2e-3, embedding_dim=32)  # README's federated figure 2
+                  batch_size=256, lr=2e-3, embedding_dim=32)  # the Results page's federated figure 2
 FED_PERSONAL = dict(model="mf", partition="user", strategy="fedavg", private_user_embeddings=True, client_fraction=0.3,
                     rounds=60, local_epochs=2, batch_size=32, lr=2e-2, embedding_dim=8)  # figure 4; num_clients: every user
 CENTRAL = dict(model="mf", embedding_dim=32, epochs=5, batch_size=256, lr=2e-3)
