@@ -473,7 +473,7 @@ class FlowerRuntime(Runtime):
             two = {k: v for k, v in by.items() if k is not None and len(v) > 1}
             if two:
                 k, v = next(iter(two.items()))
-                raise ParameterError(f"nodes {', '.join(map(str, v))} all hold partition-id {k}: start one SuperNode per "
+                raise ParameterError(f"nodes {', '.join(map(str, sorted(v)))} all hold partition-id {k}: start one SuperNode per "
                                      f"client, with node-config partition-id=0..{self.p['num_clients'] - 1}")
             self.registered = {n: k for k, v in by.items() for n in v if k is not None}
             return replies, []

@@ -33,7 +33,7 @@ class FakeGrid:
             self.replies[f"m{j}"] = r; ids.append(f"m{j}")
         return ids
     def pull_messages(self, ids):
-        return [self.replies.pop(i) for i in list(ids) if i in self.replies]
+        return [self.replies.pop(i) for i in sorted(ids, reverse=True) if i in self.replies]   # replies come back in any order
 
 
 @pytest.fixture(scope="module")
