@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .features import Features, take_rows
-from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, client_generator, ClientUpdates,
+from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
 from .objectives import OBJECTIVES
@@ -358,11 +358,9 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
     "Train all `clients` from the global parameters, many at once; the same `RoundUpdate` as `local_train_sequential`."
     if (why := unsupported_reason(model)) is not None: raise NotImplementedError(why)
     device = as_device(device)
-    old_threads = torch.get_num_threads()
-    if num_threads and device.type == "cpu": torch.set_num_threads(num_threads)
-    try: return _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private,
-                                        device, max_clients, max_rows, per_client)
-    finally: torch.set_num_threads(old_threads)
+    with torch_threads(num_threads if device.type == "cpu" else None):
+        return _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private,
+                                       device, max_clients, max_rows, per_client)
 
 def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
     "The accepted clients' deltas as rows of a (K_ok, P) matrix and their touched masks, built in one scatter per tensor."
