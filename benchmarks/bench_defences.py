@@ -1,7 +1,7 @@
 """Round time of DP-FedAvg and of every robust aggregator against plain FedAvg, 943 one-user clients of ML-100K.
 
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/bench_defences.py [--rounds 4] [--fraction 1.0]
-        [--threads 1] [--dataset ml-1m] [--json results/defences.json]
+        [--threads 1] [--dataset ml-1m] [--device cuda] [--json results/defences.json]
 
 Every configuration is a `run_federated` run in this process on the same experiment (biased MF, 8 factors, private user
 rows, batch 32, one local epoch, vectorized engine); the first round of each run is left out as warm-up and the mean
@@ -39,13 +39,14 @@ def main():
     ap.add_argument("--fraction", type=float, default=1.0, help="client_fraction (DP samples by Poisson sampling with it)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     exp = prepare_experiment(a.dataset, None, 0, 0.1, "random", "runs/bench_defences")
     n = exp.train.user_id.nunique()
     base = dict(model="mf", partition="user", num_clients=n, private_user_embeddings=True, embedding_dim=8, batch_size=32,
-                lr=0.02, local_epochs=1, client_fraction=a.fraction, rounds=a.rounds, device="cpu", progress=False,
+                lr=0.02, local_epochs=1, client_fraction=a.fraction, rounds=a.rounds, device=a.device, progress=False,
                 plots=False, output_dir="runs/bench_defences", overwrite=True, seed=0, experiment=exp)   # one folder, every configuration in turn
     rows = []
     for name, kw in CONFIGS:
@@ -60,7 +61,7 @@ def main():
     print("|---|---|---|")
     for name, t, *_ in rows: print(f"| {name} | {t:.3f} | {t / base_t:.2f} |")
     if a.json:
-        out = dict(dataset=a.dataset, clients=int(n), client_fraction=a.fraction, rounds=a.rounds, threads=torch.get_num_threads(),
+        out = dict(dataset=a.dataset, device=a.device, clients=int(n), client_fraction=a.fraction, rounds=a.rounds, threads=torch.get_num_threads(),
                    cpu=cpu_model(), torch=torch.__version__, python=platform.python_version(),
                    rows=[dict(server_step=name, seconds_per_round=t, ratio_to_fedavg=t / base_t, clients_per_round=k, engine=e,
                               test_rmse=rmse) for name, t, k, e, rmse in rows])

@@ -12,7 +12,7 @@
 #      943 one-user clients (real ML-100K);
 #   3. prints the figures (seconds per round, samples/s, peak GPU memory) next to their targets.
 # Outputs go to $OUT (when set, e.g. by a remote runner) or runs/gpu_check. --quick: fewer rounds, smaller
-# sequential samples, shorter time limits (about 3-4 minutes in all).
+# sequential samples, shorter time limits, and only the benchmarks of the newer paths (about 5-6 minutes in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -35,7 +35,9 @@ if [ $PREPARE = 1 ]; then
   PIP=${PIP:-.venv/bin/python -m pip}
   mkdir -p wheelhouse/data
   $PIP download -q --only-binary=:all: --python-version "$TARGET_PY" --implementation cp $PLAT -d wheelhouse \
-      papermill ipykernel fastcore pytest || { echo "pip download failed" >&2; exit 1; }
+      papermill ipykernel "fastcore>=1.12.3,<2" pytest || { echo "pip download failed" >&2; exit 1; }
+  $PIP download -q --no-deps --only-binary=:all: --python-version "$TARGET_PY" --implementation cp $PLAT -d wheelhouse \
+      "opacus==1.6.0" || echo "note: no opacus wheel (the DP tests and runs need it)"
   $PIP download -q --no-deps --only-binary=:all: --python-version "$TARGET_PY" --implementation cp $PLAT -d wheelhouse \
       "scikit-surprise>=1.1.5,<1.2" || echo "note: no scikit-surprise wheel for Python $TARGET_PY (06_federated does not need it)"
   echo "$TARGET_PY" > wheelhouse/PYTHON_VERSION
@@ -72,6 +74,8 @@ if [ -d wheelhouse ]; then
       export PYTHONPATH="/tmp/gpu_site${PYTHONPATH:+:$PYTHONPATH}"
     fi
   fi
+  $PY -c 'import opacus' 2>/dev/null || $PY -m pip install -q --no-index --no-deps --find-links wheelhouse opacus 2>/dev/null \
+    || say "opacus not installed (the DP accountant's tests will fail)"
   $PY -c 'import surprise' 2>/dev/null || $PY -m pip install -q --no-index --no-deps --find-links wheelhouse scikit-surprise 2>/dev/null \
     || say "scikit-surprise not installed (not needed here)"
   [ -d wheelhouse/data ] && export FEDREC_DATA=${FEDREC_DATA:-$(cd wheelhouse/data && pwd)}
@@ -89,8 +93,8 @@ export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 # --- 0. the vectorized trainer's tests, CUDA ones included (CUDA against the CPU reference, graph replay against eager)
 $PY -c 'import pytest' 2>/dev/null || $PY -m pip install -q --no-index --find-links wheelhouse pytest 2>/dev/null \
   || { [ -d /tmp/gpu_site ] || $PY -m pip install -q --no-index --no-deps --target /tmp/gpu_site wheelhouse/*.whl; }
-say "pytest tests/test_vectorized.py"
-timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_vectorized.py 2>&1 | tail -15
+say "pytest tests/test_vectorized.py tests/test_cuda.py (CUDA: the vectorized, implicit, per-client, DP, SGD and sparse defence paths)"
+timeout 300 $PY -m pytest -q -p no:cacheprovider -rfEs --tb=short tests/test_vectorized.py tests/test_cuda.py 2>&1 | tee "$OUTDIR/pytest_cuda.txt" | tail -40
 say "pytest exit status ${PIPESTATUS[0]}"
 
 if [ $QUICK = 1 ]; then ROUNDS=2; NB_LIMIT=200; SEQ=100; BR=2; else ROUNDS=3; NB_LIMIT=300; SEQ=300; BR=3; fi
@@ -105,13 +109,19 @@ say "papermill exit status $?"
 # --- 2. benchmarks on cuda (each prints both sides and the ratio)
 bench() { local name=$1; shift; say "bench_vectorized.py $*"; timeout 150 $PY benchmarks/bench_vectorized.py "$@" --device cuda --json "$OUTDIR/bench_$name.json" || say "bench $name failed or timed out"; }
 bench users1m   users --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients $SEQ
-bench iid1m     iid   --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients 1
-bench iid1m_exp iid   --dataset synthetic-ml-1m --model expanded --rounds $BR --seq-clients 1
 bench users100k users --dataset ml-100k --model hybrid --rounds $BR --seq-clients $SEQ
-bench peruser100k users --dataset ml-100k --preset per-user --rounds $BR --seq-clients $SEQ
-bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
-say "bench_cuda_graphs.py: 10 IID clients, eager / CUDA graphs / graphs + torch.compile"
-timeout 240 $PY benchmarks/bench_cuda_graphs.py --model hybrid --rounds $BR 2>&1 | grep -v "warn" | tee "$OUTDIR/bench_cuda_graphs.txt" || say "bench_cuda_graphs failed or timed out"
+say "bench_implicit.py on cuda: 943 one-user clients of ML-100K, every model of the federated ranking figures"
+timeout 200 $PY benchmarks/bench_implicit.py --device cuda --seq-clients $SEQ 2>&1 | tee "$OUTDIR/bench_implicit.txt" || say "bench_implicit failed or timed out"
+say "bench_defences.py on cuda: DP-FedAvg and every robust aggregator against FedAvg, 943 one-user clients"
+timeout 200 $PY benchmarks/bench_defences.py --device cuda --rounds $BR --json "$OUTDIR/bench_defences.json" || say "bench_defences failed or timed out"
+if [ $QUICK = 0 ]; then
+  bench iid1m     iid   --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients 1
+  bench iid1m_exp iid   --dataset synthetic-ml-1m --model expanded --rounds $BR --seq-clients 1
+  bench peruser100k users --dataset ml-100k --preset per-user --rounds $BR --seq-clients $SEQ
+  bench iid1m_b2048 iid --dataset synthetic-ml-1m --model hybrid --rounds $BR --batch-size 2048 --no-seq
+  say "bench_cuda_graphs.py: 10 IID clients, eager / CUDA graphs / graphs + torch.compile"
+  timeout 240 $PY benchmarks/bench_cuda_graphs.py --model hybrid --rounds $BR 2>&1 | grep -v "warn" | tee "$OUTDIR/bench_cuda_graphs.txt" || say "bench_cuda_graphs failed or timed out"
+fi
 
 # --- 3. the figures
 $PY scripts/gpu_check.py "$OUTDIR"
