@@ -17,6 +17,8 @@ benchmarks/results/ablation_figures.log. Finished runs are kept in runs/ablation
 stopped resumes where it was (`--fresh` starts over).
 """
 import argparse, io, sys, time
+
+from benchjson import add_json_argument, write_json
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the models and batches (the split stays)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady figures on a shared machine)")
     ap.add_argument("--fresh", action="store_true", help=f"ignore the finished runs kept in {PARTIAL.relative_to(ROOT)}")
+    add_json_argument(ap)
     a = ap.parse_args()
     try: seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     except ValueError: sys.exit(f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2")
@@ -96,6 +99,7 @@ def main():
     atomic_write(RESULTS / "ablation_runs.csv", lambda t: runs.to_csv(t, index=False))
     atomic_write(RESULTS / "ablation_figures.log", lambda t: Path(t).write_text(text))
     print(f"wrote {(RESULTS / 'ablation_runs.csv').relative_to(ROOT)} and {(RESULTS / 'ablation_figures.log').relative_to(ROOT)}")
+    write_json(a.json, dict(seeds=seeds, central=CENTRAL, federated=FEDERATED, runs=runs.to_dict(orient="records")))
 
 
 if __name__ == "__main__":

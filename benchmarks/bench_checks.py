@@ -7,8 +7,10 @@ their `ClientResult`s then go through the server's accept-and-sum phase twice, i
 acceptance rule: asked once, names, shapes, dtype, integer unique in-range rows, finite values) against the same weighted sum
 without any check. Evaluation sums: `check_eval_sums` on the 943 clients' sums against adding them unchecked. The ratio is the
 checks' time over the whole round's (training, summing, evaluating)."""
-import argparse, json, os, platform, time
+import argparse, time
 import torch
+
+from benchjson import add_json_argument, write_json
 
 from fedrec_nb.client import accumulate, train_client, PrivateState
 from fedrec_nb.federated import RoundPlan, eval_sums, load_params, sum_accepted
@@ -23,7 +25,7 @@ def best(fn, n=5):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(); ap.add_argument("--json"); a = ap.parse_args(argv)
+    ap = argparse.ArgumentParser(); add_json_argument(ap); a = ap.parse_args(argv)
     torch.set_num_threads(1)
     p = dict(dataset="ml-100k", partition="user", num_clients=943, model="mf", embedding_dim=8, batch_size=32, lr=0.02,
              local_epochs=1, private_user_embeddings=True, engine="sequential", device="cpu", seed=0, output_dir="runs/bench_checks")
@@ -48,16 +50,14 @@ def main(argv=None):
     t_eval_checked = best(lambda: check_eval_sums(fed, sums))
     round_s = t_train + t_sum_plain + t_eval
     extra = (t_sum_checked - t_sum_plain) + t_eval_checked
-    out = dict(clients=len(fed.clients), threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
-               torch=torch.__version__, train_seconds=t_train, sum_unchecked_seconds=t_sum_plain,
+    out = dict(clients=len(fed.clients), train_seconds=t_train, sum_unchecked_seconds=t_sum_plain,
                sum_checked_seconds=t_sum_checked, eval_sums_seconds=t_eval, eval_check_seconds=t_eval_checked,
                checks_seconds=extra, round_seconds=round_s, checks_share_of_round=extra / round_s)
     print(f"943 one-user clients, 1 thread: round {round_s:.3f} s (training {t_train:.3f} s, sum {t_sum_plain:.4f} s, "
           f"evaluation sums {t_eval:.3f} s)")
     print(f"acceptance rule: {t_sum_checked - t_sum_plain:.4f} s; evaluation-sum checks: {t_eval_checked:.4f} s; "
           f"checks: {100 * out['checks_share_of_round']:.1f}% of the round")
-    if a.json:
-        with open(a.json, "w") as f: json.dump(out, f, indent=2)
+    write_json(a.json, out)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ parameters; the script prints samples/s for each, the ratio and the largest rela
 parameters. Needs CUDA (exits with a message otherwise).
 """
 import argparse, os, sys, time
+
+from benchjson import add_json_argument, write_json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ def main(argv=None):
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)
+    add_json_argument(p)
     a = p.parse_args(argv)
     if not torch.cuda.is_available(): sys.exit("bench_cuda_graphs.py: no CUDA device")
     os.environ.setdefault("FEDREC_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -59,12 +62,17 @@ def main(argv=None):
           f"{torch.cuda.get_device_name(dev)}")
     eager, t_e = run(False)
     print(f"eager                 : {t_e:.3f} s per round ({samples / t_e:,.0f} samples/s)")
+    rows = [dict(path="eager", seconds_per_round=t_e, samples_per_s=samples / t_e)]
     new = lambda upd: {n: gp[n] + upd.delta[n] for n in upd.delta}
     for label, graphs, compiled in (("CUDA graphs", True, False), ("graphs + torch.compile", True, True)):
         upd, t = run(graphs, compiled)
         rd = max(relative_difference(new(eager), new(upd)).values())
         print(f"{label:22s}: {t:.3f} s per round ({samples / t:,.0f} samples/s), {t_e / t:.1f}x eager; "
               f"largest relative difference of the new global parameters from eager: {rd:.1e}")
+        rows.append(dict(path=label, seconds_per_round=t, samples_per_s=samples / t, speedup_vs_eager=t_e / t,
+                         max_relative_difference=rd))
+    write_json(a.json, dict(dataset=a.dataset, clients=len(clients), model=a.model, batch_size=a.batch_size,
+                            device=torch.cuda.get_device_name(dev), rows=rows))
 
 
 if __name__ == "__main__":

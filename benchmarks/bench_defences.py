@@ -12,12 +12,12 @@ the median and the trimmed mean, a sparse Gram matrix for Krum, Multi-Krum and F
 for the norm bound and DP's clipping. `--json PATH` writes the figures with the thread count, the CPU model and torch's
 version; `--dataset ml-1m` runs the 6,040 one-user clients of ML-1M.
 """
-import argparse, json, platform, time
-from pathlib import Path
+import argparse
 
 import numpy as np
 import torch
 
+from benchjson import add_json_argument, write_json
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import run_federated
 
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
-    ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    add_json_argument(ap)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     exp = prepare_experiment(a.dataset, None, 0, 0.1, "random", "runs/bench_defences")
@@ -60,21 +60,9 @@ def main():
     print("| server step | s/round | x plain FedAvg |")
     print("|---|---|---|")
     for name, t, *_ in rows: print(f"| {name} | {t:.3f} | {t / base_t:.2f} |")
-    if a.json:
-        out = dict(dataset=a.dataset, device=a.device, clients=int(n), client_fraction=a.fraction, rounds=a.rounds, threads=torch.get_num_threads(),
-                   cpu=cpu_model(), torch=torch.__version__, python=platform.python_version(),
+    write_json(a.json, dict(dataset=a.dataset, device=a.device, clients=int(n), client_fraction=a.fraction, rounds=a.rounds,
                    rows=[dict(server_step=name, seconds_per_round=t, ratio_to_fedavg=t / base_t, clients_per_round=k, engine=e,
-                              test_rmse=rmse) for name, t, k, e, rmse in rows])
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
-
-
-def cpu_model() -> str:
-    "The CPU's model name from /proc/cpuinfo ('unknown' elsewhere)."
-    try:
-        return next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
+                              test_rmse=rmse) for name, t, k, e, rmse in rows]))
 
 
 if __name__ == "__main__":

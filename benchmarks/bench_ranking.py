@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from benchjson import add_json_argument, write_json
+
 from fedrec_nb.baselines import BASELINES
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.metrics import evaluate_ranking
@@ -52,6 +54,7 @@ def main():
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated keys, or 'all'")
     ap.add_argument("--loop-users", type=int, default=300, help="users the per-user loop ranks on synthetic-ml-1m")
     ap.add_argument("--skip-1m", action="store_true")
+    add_json_argument(ap)
     args = ap.parse_args()
     keys = list(BASELINES) + list(SURPRISE_MODELS) if args.models == "all" else args.models.split(",")
 
@@ -60,13 +63,14 @@ def main():
     print(f"ML-100K, split=random 80/20 seed 42, protocol 'full', k=10, relevant = every held-out item, "
           f"{len(items):,} candidate items")
     print(f"{'model':38s} {'fit s':>7s} {'rank s':>7s} {'Recall@10':>10s} {'NDCG@10':>8s}")
-    fitted = {}
+    fitted, out = {}, dict(ml100k=[])
     for key in keys:
         t = time.perf_counter(); m = build(key).fit(exp.train, exp.data); t_fit = time.perf_counter() - t
         fitted[key] = m
         r = evaluate_ranking(m, exp.train, exp.test, "full", k=10, items=items, seed=42)
         flag = "" if r["seconds"] < 10 else "  (over 10 s)"
         print(f"{key:38s} {t_fit:7.2f} {r['seconds']:7.2f} {r['recall@10']:10.4f} {r['ndcg@10']:8.4f}{flag}")
+        out["ml100k"].append(dict(model=key, fit_s=t_fit, rank_s=r["seconds"], recall10=r["recall@10"], ndcg10=r["ndcg@10"]))
 
     svd = fitted.get("svd") or build("svd").fit(exp.train, exp.data)
     r = evaluate_ranking(svd, exp.train, exp.test, "full", k=10, items=items, seed=42)
@@ -75,7 +79,8 @@ def main():
     print(f"\nML-100K SVD, 'full': vectorized {r['seconds']:.2f} s, per-user loop {t_loop:.2f} s, "
           f"ratio {t_loop / r['seconds']:.0f}x (same Recall@10 {loop[0]:.4f}, NDCG@10 {loop[1]:.4f})")
 
-    if args.skip_1m: return
+    out["svd_full_vectorized_s"], out["svd_full_loop_s"] = r["seconds"], t_loop
+    if args.skip_1m: return write_json(args.json, out)
     t = time.perf_counter()
     big = prepare_experiment("synthetic-ml-1m", seed=42, test_size=0.2, split="random", output_dir="/tmp/bench_ranking")
     t_data = time.perf_counter() - t
@@ -92,6 +97,9 @@ def main():
     est = t_loop * len(users) / len(sample)
     print(f"per-user loop: {t_loop:.1f} s for {len(sample)} users, about {est:.0f} s for all {len(users):,} "
           f"(extrapolated); ratio about {est / r['seconds']:.0f}x")
+    out["synthetic_ml1m"] = dict(data_s=t_data, svd_fit_s=t_fit, rank_s=r["seconds"], recall10=r["recall@10"],
+                                 ndcg10=r["ndcg@10"], users=r["n_users"], items=len(bitems), loop_estimate_s=est)
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

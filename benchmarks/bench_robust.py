@@ -18,6 +18,8 @@ runs), from one `sparse_from_dense` built beforehand (timed on its own row).
 from __future__ import annotations
 
 import argparse, sys, time
+
+from benchjson import add_json_argument, write_json
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,7 @@ def parse(argv=None):
     p.add_argument("--krum-f", type=int, default=47, help="attackers assumed by krum / multi_krum (5%% of 943)")
     p.add_argument("--loop-clients", type=int, default=0, help="time a Python double loop of distances on N clients")
     p.add_argument("--seed", type=int, default=0)
+    add_json_argument(p)
     a = p.parse_args(argv)
     for name in ("clients", "users", "items", "dim", "repeats"):
         if getattr(a, name) < 1: p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -119,12 +122,14 @@ def main(argv=None):
                   "sparse foolsgold": lambda: aggregate_sparse(S, w, "foolsgold"),
                   "sparse norm_bound (1.0)": lambda: aggregate_sparse(S, w, "norm_bound", clip_norm=1.0),
                   "sparse dp_aggregate": lambda: dp_aggregate_sparse(S, 0.1, 1.0, expected, torch.Generator(a.device).manual_seed(0))})
-    base = None
+    base, rows = None, []
     print(f"{'operation':28s} {'seconds':>10s} {'x mean':>8s}")
     for name, fn in cases.items():
         t = timed(fn, a.repeats, a.device)
         base = base or t
         print(f"{name:28s} {t:10.4f} {t / base:8.1f}")
+        rows.append(dict(operation=name, seconds=t, ratio_to_mean=t / base))
+    out = dict(clients=K, parameters=P, device=a.device, repeats=a.repeats, rows=rows)
     if a.loop_clients:
         n = min(a.loop_clients, K)
         Us = U[:n].cpu()
@@ -132,6 +137,8 @@ def main(argv=None):
         t_gram = timed(lambda: pairwise_sq_distances(U), a.repeats, a.device)
         print(f"Krum's distances, double loop over {n} clients scaled to {K:,}: {t_loop:.2f} s; batched Gram: "
               f"{t_gram:.4f} s ({t_loop / t_gram:.0f}x)")
+        out.update(loop_distances_scaled_s=t_loop, gram_distances_s=t_gram)
+    write_json(a.json, out)
 
 
 if __name__ == "__main__":

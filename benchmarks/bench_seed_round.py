@@ -15,6 +15,8 @@ its own rows), and the training loops alone.
 """
 import argparse, contextlib, copy, os, time, warnings
 
+from benchjson import add_json_argument, write_json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -133,6 +135,7 @@ def main():
     ap.add_argument("--seed-eval-batches", type=int, default=3, help="batches per loader timed in the seed's evaluation (0: all)")
     ap.add_argument("--engine", default="both", choices=["sequential", "vectorized", "both"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_json_argument(ap)
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     data = load_dataset("ml-100k")
@@ -172,6 +175,7 @@ def main():
             engines["vectorized"] = local_train_vectorized
         except ImportError as e: print(f"vectorized engine not available ({e})")
         if a.engine == "vectorized": engines.pop("sequential")
+    out = dict(seed_train_samples_per_s=seed_train_sps, seed_round_samples_per_s=seed_round_sps, engines={})
     for name, fn in engines.items():
         fn(net, g0, clients[:1], w[:1], feats, cfg, 0, 99, None, "cpu")          # warm-up (not timed)
         t0 = time.perf_counter()
@@ -182,6 +186,8 @@ def main():
               f"(training + each client's own evaluation) of {len(train):,} samples in {dt:.2f} s = {sps:,.0f} samples/s")
         for v in seed_train_sps:
             print(f"  ratio vs the seed {v}: whole round {sps / seed_round_sps[v]:.0f}x; training loops only {sps / seed_train_sps[v]:.1f}x")
+        out["engines"][name] = dict(round_s=dt, samples_per_s=sps)
+    write_json(a.json, out)
 
 
 if __name__ == "__main__":

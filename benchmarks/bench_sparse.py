@@ -8,6 +8,8 @@ adds them with the same weights. Prints bytes up per round both ways, their rati
 """
 import argparse, tempfile, time
 
+from benchjson import add_json_argument, write_json
+
 import numpy as np
 import torch
 
@@ -46,6 +48,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="ml-100k"); ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--fraction", type=float, default=1.0); ap.add_argument("--seed", type=int, default=42)
+    add_json_argument(ap)
     a = ap.parse_args()
     torch.set_num_threads(1)
     exp = prepare_experiment(a.dataset, seed=a.seed, test_size=0.1, output_dir=tempfile.mkdtemp())
@@ -66,6 +69,10 @@ def main():
     print(f"(run_federated's bytes_up per round with every client sampled: {formula:,})")
     print(f"final test RMSE     dense {d_rmse:.9f}   sparse {s_rmse:.9f}   |diff| {abs(d_rmse - s_rmse):.2e}")
     print(f"seconds             dense {d_sec:.1f}   sparse {s_sec:.1f}")
+    write_json(a.json, dict(dataset=a.dataset, clients=k, rounds=a.rounds, client_fraction=a.fraction,
+                            bytes_up_dense=float(np.mean(d_up)), bytes_up_sparse=float(np.mean(s_up)),
+                            ratio=float(np.mean(d_up) / np.mean(s_up)), bytes_up_formula=int(formula),
+                            rmse_dense=d_rmse, rmse_sparse=s_rmse, seconds_dense=d_sec, seconds_sparse=s_sec))
 
 
 if __name__ == "__main__":

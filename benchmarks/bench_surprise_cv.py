@@ -9,6 +9,7 @@ or a checked download) and handed to Surprise with `Dataset.load_from_df(..., Re
 """
 import argparse, sys, time
 
+from benchjson import add_json_argument, write_json
 from fedrec_nb.movielens import load_movielens
 from fedrec_nb.mf_knn import PUBLISHED_ML100K, published_benchmark
 
@@ -19,6 +20,7 @@ def main(argv=None):
     p.add_argument("--tol", type=float, default=0.006, help="largest allowed |measured - published|")
     p.add_argument("--models", default=",".join(PUBLISHED_ML100K), help=f"comma-separated subset of {list(PUBLISHED_ML100K)}")
     p.add_argument("--n-jobs", type=int, default=1, help="joblib workers of cross_validate")
+    add_json_argument(p)
     a = p.parse_args(argv)
     names = [m.strip() for m in a.models.split(",") if m.strip()]
     bad = [m for m in names if m not in PUBLISHED_ML100K]
@@ -40,6 +42,8 @@ def main(argv=None):
     ok = worst <= a.tol
     print(f"largest |difference| {worst:.4f} {'<=' if ok else '>'} tolerance {a.tol}: {'OK' if ok else 'FAIL'} "
           f"({time.perf_counter() - t0:.0f} s in all)")
+    write_json(a.json, dict(protocol="surprise cross_validate, KFold(5, random_state=0), default parameters", tolerance=a.tol,
+                            largest_difference=worst, ok=ok, rows=table.to_dict(orient="records")))
     return 0 if ok else 1
 
 

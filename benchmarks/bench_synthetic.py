@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+from benchjson import add_json_argument, write_json
+
 CHILD = r"""
 import json, resource, sys, time
 from fedrec_nb.synthetic import synthetic_movielens
@@ -23,11 +25,15 @@ print(json.dumps(dict(n=len(d.ratings), users=nu, items=ni, seconds=s,
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    for n in ap.parse_args().sizes:
+    add_json_argument(ap)
+    a, rows = ap.parse_args(), []
+    for n in a.sizes:
         out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['n']:>11,} ratings ({r['users']:,} users x {r['items']:,} items): {r['seconds']:6.1f} s, "
               f"peak RSS {r['peak_gb']:.2f} GB")
+        rows.append(r)
+    write_json(a.json, dict(rows=rows))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ threads, alternating in one process, so a busy machine loads both alike.
 Two workloads on ML-100K: notebook 06's default run (mf, 10 IID clients, the vectorized engine, 3 local epochs) and
 943 one-user clients (mf with 8 factors, private user rows, the sequential engine, 1 local epoch). Each figure is the
 median over repeats of a round's training seconds (`train_seconds` of the round records, rounds 2 on: round 1 warms up)."""
-import argparse, json, os, platform, statistics, tempfile
+import argparse, os, statistics, tempfile
 
-import torch
+from benchjson import add_json_argument, write_json
+
 
 from fedrec_nb.federated import run_federated
 
@@ -25,18 +26,11 @@ def round_seconds(threads: int, extra: dict, rounds: int, folder: str) -> float:
     return statistics.median(r["train_seconds"] for r in res["rounds"][1:])
 
 
-def cpu_model() -> str:
-    "The CPU's model name (Linux's /proc/cpuinfo), else what platform says."
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(); ap.add_argument("--threads", default="1,2"); ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3); ap.add_argument("--json"); a = ap.parse_args(argv)
+    ap.add_argument("--rounds", type=int, default=3); add_json_argument(ap); a = ap.parse_args(argv)
     counts = [int(t) for t in a.threads.split(",")]
-    out = dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__,
-               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), workloads={})
+    out = dict(omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), workloads={})
     for name, extra in WORKLOADS.items():
         times = {t: [] for t in counts}
         with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +41,7 @@ def main(argv=None):
         out["workloads"][name] = dict(seconds_per_round=med, all=times)
         base = med[counts[0]]
         print(f"{name}: " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {s:.3f} s ({s / base:.2f}x)" for t, s in med.items()))
-    if a.json:
-        with open(a.json, "w") as f: json.dump(out, f, indent=2)
+    write_json(a.json, out)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ lr 0.02, private user embeddings) with one local epoch; options given on the com
 """
 from __future__ import annotations
 
-import argparse, json, os, sys, time
+import argparse, os, sys, time
 from pathlib import Path
+
+from benchjson import add_json_argument, write_json
 
 import numpy as np
 import torch
@@ -49,7 +51,7 @@ def parse(argv=None):
     p.add_argument("--private", action="store_true", help="private user embeddings (rows stay on their client)")
     p.add_argument("--preset", choices=["per-user"], default=None,
                    help="per-user: the configuration of 06_federated's per-user figure, one local epoch")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    add_json_argument(p)
     a = p.parse_args(argv)
     if a.preset == "per-user":
         from federated_figures import PER_USER
@@ -201,9 +203,7 @@ def main(argv=None):
                                          {n: gp[n] + upd_v.delta[n] for n in upd_v.delta}).values())
             print(f"largest relative difference of the new global parameters, plain loop vs vectorized: {rd:.1e}")
             res.update(max_relative_difference_params_plain=rd)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=1))
+    write_json(a.json, res)
     return res
 
 

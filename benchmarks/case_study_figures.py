@@ -12,6 +12,8 @@ runs/case_study_figures/. Three seeds took 36 min on the shared 2-core developme
 about 6 min); the output of that run is benchmarks/results/case_study_figures.log.
 """
 import argparse, time
+
+from benchjson import add_json_argument, write_json
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ def main():
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--splits", default="user,temporal")
     ap.add_argument("--skip-ranking", action="store_true", help="only the cold-start tables")
+    add_json_argument(ap)
     a = ap.parse_args()
     seeds, splits = [int(s) for s in a.seeds.split(",")], a.splits.split(",")
     cold, beyond, t0 = [], [], time.time()
@@ -79,6 +82,8 @@ def main():
                            beyond_accuracy=pd.concat(beyond, ignore_index=True) if beyond else None),
                  pd.concat(cold, ignore_index=True), name="figures")
     print(f"\n{time.time() - t0:.0f} s in all; runs in {OUT}/")
+    write_json(a.json, dict(seeds=seeds, splits=splits, cold_start=pd.concat(cold, ignore_index=True).to_dict(orient="records"),
+                            beyond_accuracy=pd.concat(beyond, ignore_index=True).to_dict(orient="records") if beyond else None))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Protocol: ML-100K, random 90/10 split with the run's seed (seed 42 = the seed no
 partition, the initialisation and the batch orders. Prints a markdown table per figure and writes every run's results
 to runs/federated_figures/figures.json.
 """
-import argparse, json, time
+import argparse, time
+
+from benchjson import add_json_argument, write_json
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--figures", default="1,2,3,4,5")
+    add_json_argument(ap)
     a = ap.parse_args()
     seeds, figs = [int(s) for s in a.seeds.split(",")], {int(f) for f in a.figures.split(",")}
     res = {}
@@ -122,6 +125,7 @@ def main():
     clean = {k: ([strip(x) for x in v] if isinstance(v, list) else {kk: [strip(x) for x in vv] for kk, vv in v.items()}) for k, v in res.items()}
     save_results(OUT, dict(seeds=seeds, configs=dict(seed_setup=SEED_SETUP, best_iid=BEST_IID, per_user=PER_USER), results=clean),
                  name="figures_" + "_".join(map(str, sorted(figs))))
+    write_json(a.json, dict(seeds=seeds, configs=dict(seed_setup=SEED_SETUP, best_iid=BEST_IID, per_user=PER_USER), results=clean))
 
 
 if __name__ == "__main__":

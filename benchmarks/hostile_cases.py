@@ -6,7 +6,7 @@ the honest run of the same federation (synthetic 60 users x 120 items, 3 clients
 
 Per case: what the server did (updates and evaluations rejected, with the first reason), the final test RMSE against the
 honest run's, and whether the final model equals the honest one exactly (where the attacker's piece is left out)."""
-import argparse, json, sys, tempfile
+import argparse, sys, tempfile
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_hostile as H   # the stand-in network and the tampering functions the tests use: one definition of each case
 from flwr.app import MetricRecord
 
+from benchjson import add_json_argument, write_json
 from fedrec_nb import flower
 from fedrec_nb.synthetic import synthetic_movielens
 
@@ -45,7 +46,7 @@ CASES = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(); ap.add_argument("--json"); a = ap.parse_args(argv)
+    ap = argparse.ArgumentParser(); add_json_argument(ap); a = ap.parse_args(argv)
     torch.set_num_threads(1)
     H.TaskIdentity.run_id, H.TaskIdentity.node_id, H.TaskIdentity.task_id = 1, 0, 1
     rows = []
@@ -66,8 +67,7 @@ def main(argv=None):
     for r in rows:
         print(f"{r['case']:45} {r['rejected_updates']:4d} {r['rejected_evaluations']:4d} {r['rmse']:8.4f} {r['honest_rmse']:8.4f} "
               f"{str(r['model_equal']):>10}  {r['reason'][:90]}")
-    if a.json:
-        with open(a.json, "w") as f: json.dump(rows, f, indent=2)
+    write_json(a.json, dict(rows=rows))
 
 
 if __name__ == "__main__":

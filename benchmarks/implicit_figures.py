@@ -15,6 +15,8 @@ part) and prints sampled HR@10/NDCG@10 for a few settings of each model (also wr
 benchmarks/results/implicit_sweep.log); the test items are never used for it.
 """
 import argparse, itertools, sys, time
+
+from benchjson import add_json_argument, write_json
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +45,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the models are small)")
     ap.add_argument("--sweep", action="store_true", help="tune on the validation split instead of reporting the test figures")
+    add_json_argument(ap)
     a = ap.parse_args(argv)
     try: seeds = [int(s) for s in a.seeds.split(",")]
     except ValueError: ap.error(f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2")
@@ -61,7 +64,7 @@ def main(argv=None):
                 out(f"{name:7s} {over}: sampled HR@10 {r[0]['hr@10']:.4f} NDCG@10 {r[0]['ndcg@10']:.4f}; full HR@10 {r[1]['hr@10']:.4f}  ({r[0]['seconds']:.0f} s)")
         atomic_write(SWEEP_LOG, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
         print(f"wrote {SWEEP_LOG.relative_to(LOG.parents[2])}")
-        return
+        return write_json(a.json, dict(sweep=lines))
     d = implicit_data(train, test, feats)
     out(f"ML-100K leave-one-out (ties: last row): {len(d.train_users):,} training interactions, {len(d.test_users)} test users, "
         f"{d.n_items} items; 99 shared negatives per user (seed 0); seeds {seeds}; device {a.device}")
@@ -84,6 +87,7 @@ def main(argv=None):
     import pandas as pd   # one row per model, seed and protocol: what nbs/06n_federated_ranking.ipynb reads
     atomic_write(CSV, lambda p: pd.DataFrame([{k: v for k, v in r.items() if k != "per_user"} for r in rows]).to_csv(p, index=False))
     print(f"wrote {LOG.relative_to(LOG.parents[2])} and {CSV.name}")
+    write_json(a.json, dict(seeds=seeds, device=a.device, rows=[{k: v for k, v in r.items() if k != "per_user"} for r in rows]))
 
 
 def _has_tabulate():

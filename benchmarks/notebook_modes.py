@@ -8,6 +8,8 @@ One line per mode: seconds, and the run's headline figure from its results.json.
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from benchjson import add_json_argument, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {
     "default": {},
@@ -34,7 +36,7 @@ def run(mode: dict, folder: Path) -> tuple[float, dict]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(); ap.add_argument("--modes"); ap.add_argument("--json"); a = ap.parse_args(argv)
+    ap = argparse.ArgumentParser(); ap.add_argument("--modes"); add_json_argument(ap); a = ap.parse_args(argv)
     names = list(MODES) if not a.modes else [n for n in MODES if any(n.startswith(m) for m in a.modes.split(","))]
     out = {}
     for name in names:
@@ -43,8 +45,7 @@ def main(argv=None):
         fig = {k: final[k] for k in ("test_rmse", "test_hr@10", "epsilon") if k in final}
         out[name] = dict(params=MODES[name], seconds=s, **fig)
         print(f"{name:40} {s:7.1f} s  " + "  ".join(f"{k} {v:.4f}" for k, v in fig.items()), flush=True)
-    if a.json:
-        with open(a.json, "w") as f: json.dump(out, f, indent=2)
+    write_json(a.json, dict(modes=out))
 
 
 if __name__ == "__main__":
