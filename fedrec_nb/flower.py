@@ -791,7 +791,7 @@ class LocalDeployment:
         return left
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/06l_flower.ipynb #8c543bc1
+# %% ../nbs/06l_flower.ipynb #4e4c8bef
 import ipaddress, re, shlex, shutil, tempfile
 
 def check_insecure_host(host: str):
@@ -922,17 +922,22 @@ class SecureDeployment(LocalDeployment):
         line = run_line(run_config, self.connection, app=shlex.quote(str(app_dir)))
         return self._run_and_load(lambda: self.shell("server", line, timeout=timeout, check=False), run_config)
 
-    def intrude(self, name: str, key: str | None, ca: str = "certs/ca.crt", machine: str = "server", timeout=90) -> tuple:
+    def intrude(self, name: str, key: str | None, ca: str = "certs/ca.crt", machine: str = "server", line=None):
         """Start a SuperNode `name` that is not part of the federation (`key`: its private key, None: none; `ca`: the CA
-        it trusts) and wait for it to end; `(exit code, Flower's reason)`, or (None, ...) if it still ran after `timeout` s."""
-        line = node_line(self.host, self.port, 0, self.num_nodes, key, ca, None if self.machines else free_port())
-        p, log = self.launch(machine, line, name)
+        it trusts; `line`: another command line instead); `outcome(name)` says how it ended. Several may try at once
+        (each its own Runtime API port)."""
+        line = line or node_line(self.host, self.port, 0, self.num_nodes, key, ca, free_port())
+        return self.launch(machine, line, name)[0]
+
+    def outcome(self, name: str, timeout=90) -> tuple:
+        "How intruder `name` ended: `(exit code, what Flower told it)`; the code is None if it still ran after `timeout` s (`close` ends it)."
+        _, p, log = next(x for x in self.procs if x[0] == name)
         try: p.wait(timeout)
         except subprocess.TimeoutExpired: pass
         self.track()
         text = log.read_text(errors="replace")
-        why = [l.strip() for l in text.splitlines() if l.startswith(("[code:", "[SSL:", "The private key"))]
-        return p.poll(), "; ".join(why) or text[-500:]
+        why = re.findall(r"Exit Code: \d+|^\[code: .*$|^\[SSL: .*$|^The private key.*$", text, re.M)
+        return p.poll(), "; ".join(w.strip() for w in why) or text[-500:]
 
     def refusals(self) -> list:
         """The Fleet requests the SuperLink refused, from its log: `(endpoint, Flower's error code, the first 12 hex digits
