@@ -204,7 +204,6 @@ def test_run_across_machines_matches_sequential(fed):
     logs = {n: (dep.workdir / f"{n}.log").read_text(errors="replace") for n in ("supernode0", "supernode1", "stranger", "keyless", "other_ca", "plain")}
     assert all("Receiving: train message" in logs[n] for n in ("supernode0", "supernode1"))   # so the check below means something
     assert not any("Receiving:" in logs[n] for n in ("stranger", "keyless", "other_ca", "plain"))   # no message reached a refused node
-    write_refusals(fed)
 
 
 def write_refusals(fed):
@@ -223,6 +222,7 @@ def test_insecure_beyond_loopback_is_refused(tmp_path):
 
 def test_nothing_left_behind(fed):
     "Runs last: ends the deployment and the namespaces, then checks that no process, namespace, link or key is left."
+    write_refusals(fed)
     fed["close"]()
     assert fed["seen"] and left_running(fed["seen"]) == []
     assert fed["machines"].left() == []
