@@ -8,7 +8,7 @@ namespace holds the outsiders. Needs root and `ip netns` (skipped elsewhere, wit
 links and every process are removed in a `finally`, also when a test fails; the last test checks that nothing is left.
 About 45-60 s on 2 cores; the run itself (`flwr run` across the namespaces against the sequential engine) with
 FEDREC_SLOW_TESTS=1, about 40-70 s more."""
-import json, os, shlex, shutil, subprocess, sys
+import json, os, re, shlex, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.federated import run_federated
 from fedrec_nb.flower import (LocalDeployment, SecureDeployment, connection_line, credential_lines, free_port, node_key_line,
-                              run_config_from_params)
+                              run_config_from_params, wait_log)
 from fedrec_nb.synthetic import synthetic_movielens
 from test_flower_docs import left_running
 
@@ -200,10 +200,29 @@ def test_run_across_machines_matches_sequential(fed):
     seq = run_federated(**dict(p, output_dir=str(d / "seq")), engine="sequential", progress=False, plots=False)
     res = dep.run(ROOT / "flower_app", run_config_from_params(dict(p, output_dir=str(d / "deployed"))), timeout=300)
     assert res["final"]["test_rmse"] == pytest.approx(seq["final"]["test_rmse"], abs=1e-6)
-    assert [r["clients_answered"] for r in res["rounds"]] == [1 * 2] and "round 1/1:" in dep.last_output
+    assert [r["clients_answered"] for r in res["rounds"]] == [2] and "round 1/1:" in dep.last_output
     logs = {n: (dep.workdir / f"{n}.log").read_text(errors="replace") for n in ("supernode0", "supernode1", "stranger", "keyless", "other_ca", "plain")}
     assert all("Receiving: train message" in logs[n] for n in ("supernode0", "supernode1"))   # so the check below means something
     assert not any("Receiving:" in logs[n] for n in ("stranger", "keyless", "other_ca", "plain"))   # no message reached a refused node
+
+
+@pytest.mark.skipif(not os.environ.get("FEDREC_SLOW_TESTS"), reason="restarts a SuperNode: about 30 s more (FEDREC_SLOW_TESTS=1)")
+def test_rotated_key_replaces_the_old_one(fed):
+    "The notebook's key rotation: a new key registered, the SuperNode restarted with it, the old id unregistered: the old key is refused."
+    dep = fed["dep"]
+    old_id = re.search(r"SuperNode ID: (\d+)", (dep.workdir / "supernode1.log").read_text()).group(1)
+    dep.shell("node1", node_key_line("node1.new"))
+    dep.shell("server", "FLWR_HOME=flwr_home flwr supernode register certs/node1.new.pub secure")
+    dep.kill_node(1)
+    dep.intrude("node1_rotated", "certs/node1.new", machine="node1")
+    wait_log(dep.workdir / "node1_rotated.log", "SuperNode ID", 60)
+    dep.shell("server", f"FLWR_HOME=flwr_home flwr supernode unregister {old_id} secure")
+    status = {n["node-id"]: n["status"] for n in node_list(fed)}
+    assert status[old_id] == "unregistered" and list(status.values()).count("online") == 2, status
+    dep.intrude("old_key", "certs/node1", machine="node1")
+    code, why = dep.outcome("old_key")
+    record(fed, "old_key", "SuperNode with a key unregistered after rotation", code, why)
+    assert code not in (None, 0) and "[code: 2004]" in why, why
 
 
 def write_refusals(fed):
