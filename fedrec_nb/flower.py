@@ -936,7 +936,7 @@ class SecureDeployment(LocalDeployment):
         except subprocess.TimeoutExpired: pass
         self.track()
         text = log.read_text(errors="replace")
-        why = re.findall(r"Exit Code: \d+|^\[code: .*$|^\[SSL: .*$|^The private key.*$", text, re.M)
+        why = re.findall(r"Exit Code: \d+|(?<=Failed to initialize the connection to the SuperLink\.\n).+|^The private key.*$", text, re.M)
         return p.poll(), "; ".join(w.strip() for w in why) or text[-500:]
 
     def refusals(self) -> list:
