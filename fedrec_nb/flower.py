@@ -22,7 +22,7 @@ __all__ = ['client_app', 'PULL_INTERVAL', 'server_app', 'SECAGG_REFUSED', 'secag
            'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes', 'exchange',
            'round_line', 'log_round', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal',
            'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree',
-           'still_running', 'end_processes', 'LocalDeployment', 'check_insecure_host', 'credential_lines',
+           'still_running', 'end_processes', 'LocalDeployment', 'check_insecure_host', 'check_host', 'credential_lines',
            'node_key_line', 'connection_line', 'node_line', 'run_line', 'secure_commands', 'render_commands',
            'SecureDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
            'serve_secagg', 'make_secagg_server_app']
@@ -803,8 +803,14 @@ def check_insecure_host(host: str):
                              "read the models and pose as the SuperLink or a SuperNode; use SecureDeployment "
                              "(TLS and SuperNode authentication) or host='127.0.0.1'")
 
+def check_host(host):
+    "Raise `ParameterError` unless `host` is an IP address or a DNS name (it goes into shell lines and a certificate)."
+    if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:]{2,39}", host):
+        raise ParameterError(f"parameter host={host!r}: must be the SuperLink's IP address or DNS name (letters, digits, '.', '-', ':')")
+
 def _san(host: str) -> str:
     "The server certificate's subjectAltName: `host` (an IP or a DNS name) and 127.0.0.1, where the SuperLink's own SuperExec connects."
+    check_host(host)
     try: ipaddress.ip_address(host); first = f"IP:{host}"
     except ValueError: first = f"DNS:{host}"
     return first if host == "127.0.0.1" else f"{first},IP:127.0.0.1"
@@ -849,6 +855,9 @@ def secure_commands(host: str, num_nodes: int, run_config: dict, port: int = 909
     SuperLink with TLS and SuperNode authentication, each node's key pair (made on the node), its public key registered,
     each SuperNode, and `flwr run`. Lines starting with '#' say what moves between machines. `node_ports`: each
     SuperNode's Runtime API port (needed when several share one machine; None: the default 9094)."""
+    check_host(host); check_number("num_nodes", num_nodes, lo=1, integer=True)
+    if node_ports is not None and len(node_ports) != num_nodes:
+        raise ParameterError(f"parameter node_ports={node_ports!r}: one port per SuperNode (num_nodes={num_nodes})")
     n, nodes = num_nodes, [f"node{k}" for k in range(num_nodes)]
     out = [("server", line) for line in credential_lines(host)]
     out += [("server", f"flower-superlink --host {host} --port {port} --ssl-ca-certfile certs/ca.crt --ssl-certfile certs/server.pem "
