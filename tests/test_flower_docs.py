@@ -9,19 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from fedrec_nb.flower import end_processes, free_port, process_tree, still_running, wait_log, wait_port
+from fedrec_nb.flower import (end_processes, free_port, process_tree, render_commands, secure_commands, still_running,
+                              wait_log, wait_port)
 from fedrec_nb.synthetic import synthetic_movielens
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_RUNNING = ("flower-superlink", "flower-supernode")
 
 
-def documented_commands() -> list:
-    "The lines of the bash block in 06l_flower's 'Many machines' section."
+def documented_blocks() -> list:
+    "The bash blocks of 06l_flower's 'Many machines' section, in order: the secure steps, then the loopback ones."
     cells = json.loads((ROOT / "nbs" / "06l_flower.ipynb").read_text())["cells"]
     md = next("".join(c["source"]) for c in cells if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Many machines"))
-    block = re.search(r"```bash\n(.*?)```", md, re.S).group(1)
+    return re.findall(r"```bash\n(.*?)```", md, re.S)
+
+
+def documented_commands() -> list:
+    "The lines of the loopback bash block (plain HTTP) in 06l_flower's 'Many machines' section."
+    block = next(b for b in documented_blocks() if "--insecure" in b)
     return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_secure_steps_are_the_ones_secure_deployment_runs():
+    "The first block is `secure_commands`' lines, which `SecureDeployment` (and so test_flower_secure.py) runs."
+    shown = documented_blocks()[0].rstrip("\n")
+    assert shown == render_commands(secure_commands("192.0.2.10", 2, dict(num_clients=2, rounds=20, output_dir="runs/fl")))
+    assert "--insecure" not in shown and "--enable-supernode-auth" in shown and "root-certificates" in shown
 
 
 def left_running(seen: dict) -> list:
