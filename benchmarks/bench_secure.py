@@ -10,7 +10,7 @@ ServerApp's seconds per round after the first (train + evaluation, as `round` re
 the federation; the two kinds alternate `--repeats` times (the machine's load falls on both alike), and the figures are
 the medians over the repeats, with the ratio secure / insecure. Torch runs at 1 thread here and in every process started.
 """
-import argparse, json, os, statistics, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ os.environ["OMP_NUM_THREADS"] = "1"   # the SuperNodes' ClientApps and the Serve
 import flwr
 import torch
 
-from bench_threads import cpu_model
+from benchjson import add_json_argument, write_json
 from fedrec_nb.flower import LocalDeployment, SecureDeployment, run_config_from_params
 
 PARAMS = dict(dataset="ml-100k", partition="iid", num_clients=2, model="mf", strategy="fedavg", embedding_dim=16,
@@ -45,7 +45,7 @@ def one_run(kind, rounds, folder) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2); ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--json"); a = ap.parse_args(argv)
+    add_json_argument(ap); a = ap.parse_args(argv)
     if a.rounds < 2: ap.error("--rounds must be 2 or more: the first round also pays for the nodes loading their data")
     torch.set_num_threads(1)
     runs = {"insecure": [], "secure": []}
@@ -63,11 +63,8 @@ def main(argv=None):
           f"{med['insecure']['seconds_per_round']:.2f}, secure {med['secure']['seconds_per_round']:.2f}, secure / insecure {ratio:.2f}x")
     print(f"start of the federation: insecure {med['insecure']['start_seconds']:.1f} s, secure {med['secure']['start_seconds']:.1f} s")
     print(f"final test RMSE: {len(same)} distinct value(s) over all runs: {sorted(same)}")
-    if a.json:
-        out = dict(cpu=cpu_model(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                   flwr=flwr.__version__, params=PARAMS, rounds=a.rounds, repeats=a.repeats, medians=med,
-                   secure_over_insecure=ratio, runs=runs)
-        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_json(a.json, dict(flwr=flwr.__version__, params=PARAMS, rounds=a.rounds, repeats=a.repeats, medians=med,
+                            secure_over_insecure=ratio, runs=runs))
 
 
 if __name__ == "__main__":
