@@ -403,7 +403,7 @@ def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows, per_client=False):
     gpu = device.type == "cuda"
-    dot = dot_trainable(model, cfg)   # the implicit objective on a dot-product model: `train_dot_group`, cache-sized groups on a CPU
+    dot = OBJECTIVES[cfg.objective].negatives and dot_trainable(model, cfg)   # a dot-product model: `train_dot_group` (below)
     max_clients = max_clients or default_max_clients(model, device)
     max_rows = max_rows or (2_000_000 if gpu else dot_group_rows(model, cfg) if dot else 200_000)
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
