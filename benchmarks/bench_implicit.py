@@ -72,7 +72,8 @@ def main(argv=None):
     lines = [f"$ python benchmarks/bench_implicit.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
     def out(s): print(s, flush=True); lines.append(s)
     out(f"{a.dataset}: {len(clients):,} one-user clients, {n_pos:,} positives, {len(data.test_users):,} test users; "
-        f"device {dev}, {torch.get_num_threads()} CPU thread(s), {cpu_model()}, torch {torch.__version__}")
+        f"device {dev}, {torch.get_num_threads()} CPU thread(s), {cpu_model()} ({os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start), torch {torch.__version__}")
     figures = []
     by_size = sorted(clients, key=lambda c: -c.n_train)
     sub = clients if a.seq_clients is None else by_size[::max(1, len(clients) // a.seq_clients)][:a.seq_clients]
@@ -119,9 +120,9 @@ def main(argv=None):
             f"{med['sequential'] / med['vectorized']:5.1f}x{extra}; sampled evaluation of {r['n_users']:,} users {t_eval:.3f} s")
         if c["model"] == "pfedrec":
             out(f"         pfedrec against PFedRec's published code's {PFEDREC_PUBLISHED_S:.0f} s per round on the development machine "
-                f"(its {943:,} ML-100K clients): {PFEDREC_PUBLISHED_S / med['vectorized']:.1f}x faster"
+                f"(its {943:,} ML-100K clients): {PFEDREC_PUBLISHED_S / med['vectorized']:.1f}x its speed"
                 + ("" if len(clients) == 943 else f" (here {len(clients):,} clients: not the same round)"))
-        out(f"         seconds of each timed round: " + "; ".join(f"{k} {', '.join(f'{x:.3f}' for x in v)}" for k, v in times.items()))
+        out(f"         load average {os.getloadavg()[0]:.1f}; seconds of each timed round: " + "; ".join(f"{k} {', '.join(f'{x:.3f}' for x in v)}" for k, v in times.items()))
         figures.append(dict(model=name, config=dict(model=c["model"], embedding_dim=c["embedding_dim"], loss=c["loss"],
                                                     local_epochs=cfg.local_epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
                                                     lr=cfg.lr, num_negatives=cfg.num_negatives),
@@ -134,7 +135,7 @@ def main(argv=None):
     if a.json:
         res = dict(dataset=a.dataset, clients=len(clients), positives=n_pos, device=str(dev), threads=torch.get_num_threads(),
                    cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                   repeat=a.repeat, figures=figures)
+                   repeat=a.repeat, load_average_end=os.getloadavg()[0], figures=figures)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
         print(f"wrote {a.json}")
