@@ -13,7 +13,8 @@ from .features import Features
 
 # %% auto #0
 __all__ = ['INPUT_GROUPS', 'MODELS', 'IMPLICIT_MODELS', 'check_drop', 'RecModel', 'ExpandedRecommender', 'HybridRecommender',
-           'BiasedMF', 'build_model', 'row_params', 'model_inputs', 'LogitMF', 'NeuMF', 'raw_score', 'PFedRec']
+           'BiasedMF', 'build_model', 'row_params', 'model_inputs', 'dot_score', 'dot_score_grads', 'LogitMF', 'NeuMF',
+           'raw_score', 'PFedRec']
 
 # %% ../nbs/05a_models.ipynb #74caf1cb
 INPUT_GROUPS = ("user", "item", "genres", "occupation", "age", "gender", "recency")  # what `build_model(drop=)` can remove
@@ -36,6 +37,7 @@ class RecModel(nn.Module):
     item_params: tuple = ()         # item-indexed tables
     inputs: tuple | None = None     # the `Features.batch` fields it reads; None: every one
     personal_items: bool = False    # each client keeps and scores with its own fine-tuned item rows (PFedRec-style)
+    dot_form: dict | None = None    # a model whose score is `dot_score`: `{'user', 'item'[, 'user_bias', 'item_bias', 'offset']}: parameter name`
     drop: frozenset = frozenset()   # a plain attribute (set by `build_model`), not a buffer: `functional_call` leaves it alone
     def _keep(self, group, x): return x * 0 if group in self.drop else x   # x * 0 (not zeros): every parameter stays in the graph
 
@@ -181,17 +183,40 @@ def model_inputs(model: nn.Module):
     "The batch inputs `model` reads (`Features.batch(..., fields=)`), or None for every input."
     return model.inputs
 
+# %% ../nbs/05a_models.ipynb #d07a5c02
+def _shared_row(pu, qi) -> bool:
+    "Whether `pu` is one row shared by many of `qi`'s pairs (`(..., 1, d)` against `(..., n, d)`, n >= 16): a matrix product then does the work."
+    return pu.dim() >= 2 and pu.dim() == qi.dim() and pu.shape[-2] == 1 and qi.shape[-2] >= 16
+
+def dot_score(pu, qi, bu=None, bi=None, offset=None) -> torch.Tensor:
+    "$z = \\mu + b_u + b_i + p_u \\cdot q_i$ of broadcastable rows `pu`, `qi` `(..., d)` and biases `(...)` (each optional): shape `(...)`."
+    s = (qi @ pu.transpose(-1, -2)).squeeze(-1) if _shared_row(pu, qi) else (pu * qi).sum(-1)
+    bias = [b for b in (offset, bu, bi) if b is not None]
+    if not bias: return s
+    total = bias[0]
+    for b in bias[1:]: total = total + b
+    return total + s
+
+def dot_score_grads(ds, pu, qi, bu=None, bi=None, offset=None) -> tuple:
+    "The gradient of each `dot_score` input from `ds` $= \\partial L / \\partial z$, summed to the input's shape (None where not given)."
+    fit = lambda g, x: g.sum_to_size(x.shape) if g.shape != x.shape else g
+    e = ds.unsqueeze(-1)
+    g_pu = (ds.unsqueeze(-2) @ qi) if _shared_row(pu, qi) else fit(e * qi, pu)
+    return (g_pu, fit(e * pu, qi), *(None if b is None else fit(ds, b) for b in (bu, bi, offset)))
+
 # %% ../nbs/05a_models.ipynb #780db52e
 def _mf_logit(self, batch: dict) -> torch.Tensor:
     "The logit $z = \\mu + b_u + b_i + p_u \\cdot q_i$ of `BiasedMF`, before the rating bound."
     u, i, k = batch["user"], batch["item"], self._keep
-    return (self.offset + k("user", self.user_bias(u).squeeze(-1)) + k("item", self.item_bias(i).squeeze(-1))
-            + (k("user", self.user_embedding(u)) * k("item", self.item_embedding(i))).sum(-1))
+    return dot_score(k("user", self.user_embedding(u)), k("item", self.item_embedding(i)), k("user", self.user_bias(u).squeeze(-1)),
+                     k("item", self.item_bias(i).squeeze(-1)), self.offset)
 
 BiasedMF.score = _mf_logit
 
 class LogitMF(BiasedMF):
     "`mf` for implicit feedback: the same parameters as `BiasedMF`, its output the logit before the bound."
+    dot_form = dict(user="user_embedding.weight", item="item_embedding.weight", user_bias="user_bias.weight",
+                    item_bias="item_bias.weight", offset="offset")
     def forward(self, batch: dict) -> torch.Tensor: return self.score(batch)
 
 class NeuMF(RecModel):
@@ -239,6 +264,7 @@ class PFedRec(RecModel):
     item_params = ("item_embedding.weight",)                     # shared, averaged by the server, fine-tuned and kept per client
     inputs = ("user", "item")   # no side features
     personal_items = True       # each client scores with its own fine-tuned copy of the item rows it trained
+    dot_form = dict(user="score_weight.weight", item="item_embedding.weight", user_bias="score_bias.weight")
 
     def __init__(self, features: Features, # the dataset's feature tensors (only the numbers of users and items are used)
                  embedding_dim=32,          # width of the item embeddings (and of each score function)
@@ -254,7 +280,7 @@ class PFedRec(RecModel):
 
     def forward(self, batch: dict) -> torch.Tensor:
         u, i, k = batch["user"], batch["item"], self._keep
-        return (k("user", self.score_weight(u)) * k("item", self.item_embedding(i))).sum(-1) + k("user", self.score_bias(u).squeeze(-1))
+        return dot_score(k("user", self.score_weight(u)), k("item", self.item_embedding(i)), k("user", self.score_bias(u).squeeze(-1)))
 
     def score(self, batch: dict) -> torch.Tensor: return self.forward(batch)
 

@@ -17,15 +17,15 @@ from torch.func import functional_call, vmap
 from .features import Features, take_rows
 from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
-from .models import model_inputs, row_params
+from .models import model_inputs, row_params, dot_score, dot_score_grads
 from .objectives import OBJECTIVES
 from .implicit import interaction_keys, sample_train_negatives, implicit_loss_from_scores
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
-           'adam_step', 'chunk_clients', 'default_slack', 'train_group', 'default_max_clients',
-           'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory', 'group_negatives',
-           'implicit_rows']
+           'adam_step', 'local_step', 'sgd_factor', 'chunk_clients', 'default_slack', 'train_group',
+           'default_max_clients', 'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory',
+           'group_negatives', 'implicit_rows', 'dot_trainable', 'dot_group_rows', 'dot_blocks', 'train_dot_group']
 
 # %% ../nbs/06d_vectorized.ipynb #48b8c990
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -145,6 +145,25 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, # te
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, -lr / (1 - b1 ** step))
 
+def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
+    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
+    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
+    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
+
+def sgd_factor(cfg: LocalConfig) -> float:
+    "Plain SGD's step is this times the gradient (`-lr`): linear, so a sparse path may scale a step's gradient by it and add the rows."
+    return -cfg.lr
+
+def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
+    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
+    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=sgd_factor(cfg))
+    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
+
+def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
+    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
+    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
+    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
+
 # %% ../nbs/06d_vectorized.ipynb #1772f5fd
 def chunk_clients(sizes,             # rows of each client in order (batch sizes, or training rows)
                   max_rows=262_144,  # at most this many padded rows per run
@@ -214,9 +233,7 @@ def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks,
         leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
         if m is not None: ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
     grads = torch.autograd.grad(loss, leaves)
-    with torch.no_grad():
-        if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
-        else: adam_step(params, list(grads), ms, vs, step, cfg.lr, step_tensor=step_t)
+    with torch.no_grad(): local_step(cfg, params, grads, ms, vs, step, step_t)
     return torch.cat(mses)
 
 _COMPILED = {}
@@ -351,7 +368,8 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
                            private: PrivateState | None = None,  # private user rows; None: user params are shared
                            device="cpu",            # 'cpu', 'cuda', 'auto'
                            max_clients: int | None = None,  # clients per group (default: `default_max_clients`)
-                           max_rows: int | None = None,     # training rows per group (default 200,000 on CPU, 2,000,000 on CUDA)
+                           max_rows: int | None = None,     # training rows per group (default 200,000 on CPU, `dot_group_rows` for
+                                                            # `train_dot_group`, 2,000,000 on CUDA)
                            num_threads: int | None = None,  # CPU threads for this call (None: torch's current setting)
                            per_client: bool = False,        # also return each accepted client's update (`RoundUpdate.updates`)
                           ) -> RoundUpdate:
@@ -385,8 +403,9 @@ def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows, per_client=False):
     gpu = device.type == "cuda"
+    dot = OBJECTIVES[cfg.objective].negatives and dot_trainable(model, cfg)   # a dot-product model: `train_dot_group` (below)
     max_clients = max_clients or default_max_clients(model, device)
-    max_rows = max_rows or (2_000_000 if gpu else 200_000)
+    max_rows = max_rows or (2_000_000 if gpu else dot_group_rows(model, cfg) if dot else 200_000)
     run = (0.0, 2_000_000, 2_000_000) if gpu else (0.75, 262_144, default_slack(model))  # `chunk_clients`: one run per step on a GPU
     if features.genres.device != device: features = features.to(device)
     model = model.to(device)
@@ -408,7 +427,8 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
         anchor = None
         if cfg.mu > 0:
             anchor = {name: t.unsqueeze(0) if kinds[name] is None else P[name].clone() for name, t in glob.items()}
-        losses = train_group(model, P, anchor, features, g.U, g.I, g.Y, g.LU, g.LI, g.pos, g.cnt, g.steps, cfg, g.bounds, *run)
+        if dot: losses = train_dot_group(model, P, anchor, g.LU, g.LI, g.pos, g.cnt, g.steps, cfg, g.bounds)
+        else: losses = train_group(model, P, anchor, features, g.U, g.I, g.Y, g.LU, g.LI, g.pos, g.cnt, g.steps, cfg, g.bounds, *run)
         with torch.no_grad():
             w = weights[torch.as_tensor(grp, device=device)]
             ok, okl, kept = _accept_and_sum(P, glob, kinds, g.flat, delta, w, cl, private_names, rejected, kept)
@@ -531,7 +551,7 @@ def client_update(P, glob, kinds, flat, k, names) -> dict:
 
 def _nonfinite_per_client(t, kind, flat, K):
     "(K,) number of non-finite values of each client in `t`: stacked dense (K, ...) or a flat row table (rows of `flat[kind]`)."
-    if bool(torch.isfinite(t).all()): return torch.zeros(K, dtype=torch.long, device=t.device)   # the usual case: one pass
+    if bool(torch.isfinite(t.sum())): return torch.zeros(K, dtype=torch.long, device=t.device)   # the usual case: a finite sum has no inf or NaN term
     bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).sum(1)
     if kind is None: return bad
     return torch.zeros(K, dtype=bad.dtype, device=bad.device).index_add_(0, flat[kind][1], bad)
@@ -575,3 +595,138 @@ def implicit_rows(pos: torch.Tensor,       # (T, K, width) group rows of each st
     T, E = pos.shape[0], lneg.shape[0]
     epoch = (torch.arange(T, device=pos.device)[:, None] // per_epoch.to(pos.device)[None, :]).clamp_(max=E - 1)  # (T, K)
     return torch.cat([pos[..., None], lneg[epoch[..., None], pos]], -1)
+
+# %% ../nbs/06d_vectorized.ipynb #d07a5d02
+def dot_trainable(model, cfg: LocalConfig) -> bool:
+    "Whether `train_dot_group` trains `model` under `cfg`: the implicit objective, a declared `dot_form`, no dropped input."
+    return bool(OBJECTIVES[cfg.objective].negatives and getattr(model, "dot_form", None) and not getattr(model, "drop", ()))
+
+def dot_group_rows(model, cfg: LocalConfig, budget: int = 1 << 22) -> int:
+    "Training rows per group of `train_dot_group` on a CPU: the rows and negatives of a group's tables in about `budget` floats."
+    width = sum(p[0].numel() for n, p in model.named_parameters() if n in row_params(model))
+    return max(1, budget // ((1 + cfg.local_epochs * cfg.num_negatives) * max(width, 1)))
+
+def _dot_inputs(form, P, users, items, Kt, one_user):
+    "`dot_score`'s inputs for a step: one user row per client against its `(Kt, n)` pairs (`one_user`), or one per positive."
+    get = lambda key, idx: None if key not in form else take_rows(P[form[key]], idx)
+    off = None if "offset" not in form else P[form["offset"]][:Kt]
+    if one_user:   # client k's only user is flat user row k
+        pu, bu = P[form["user"]][:Kt].unsqueeze(1), None if "user_bias" not in form else P[form["user_bias"]][:Kt]
+        flat = items.reshape(Kt, -1)
+        qi, bi = get("item", flat), get("item_bias", flat)
+        return pu, qi, bu, None if bi is None else bi.squeeze(-1), None if off is None else off.view(Kt, 1)
+    pu, qi, bu, bi = get("user", users).unsqueeze(2), get("item", items), get("user_bias", users), get("item_bias", items)
+    return pu, qi, bu, None if bi is None else bi.squeeze(-1), None if off is None else off.view(Kt, 1, 1)
+
+def _dot_grads(form, P, G, users, items, mask, Kt, loss, one_user):
+    "One step of the first `Kt` clients: scores, each client's loss (returned), and its rows' gradients added into `G`."
+    ins = _dot_inputs(form, P, users, items, Kt, one_user)
+    s = dot_score(*ins).view(items.shape).requires_grad_(True)
+    with torch.enable_grad():
+        l = implicit_loss_from_scores(s[..., 0], s[..., 1:], loss, weight=mask)
+        ds, = torch.autograd.grad(l.sum(), s)   # each client's loss depends on its own rows only: the sum's gradient is each one's
+    ds = ds.view(ins[1].shape[:-1])
+    own = None if one_user else users   # one user per client: its rows are the first Kt
+    for key, g, idx in zip(("user", "item", "user_bias", "item_bias", "offset"), dot_score_grads(ds, *ins), (own, items, own, items, None)):
+        if key not in form: continue
+        t = G[form[key]]
+        if idx is None: t[:Kt] += g.reshape(Kt, *t.shape[1:])
+        else: t.index_add_(0, idx.reshape(-1), g.reshape(idx.numel(), *t.shape[1:]))
+    return l.detach()
+
+def dot_blocks(item_rows, batch, m: int, width: int, budget: int = 1 << 19) -> list:
+    "`(a, b)` runs of consecutive clients whose item tables and one step's pairs (`batch * (1 + m)`) fit `budget` floats of `width`."
+    out, a, used = [], 0, 0
+    for k, (r, n) in enumerate(zip(item_rows, batch)):
+        cost = (int(r) + int(n) * (1 + m)) * width
+        if k > a and used + cost > budget: out.append((a, k)); a, used = k, 0
+        used += cost
+    if a < len(item_rows): out.append((a, len(item_rows)))
+    return out
+
+def _dot_rows_sgd(form, P, items, mask, Kt, cfg, item_slot, n_rows, step):
+    """One plain-SGD step of the first `Kt` one-user clients on the rows it touches: each pair's dL/dz
+    summed onto its item row first (a row takes one step, as under `torch.optim.SGD`), `dot_score_grads` per touched row."""
+    ins = _dot_inputs(form, P, None, items, Kt, True)
+    s = dot_score(*ins).view(items.shape).requires_grad_(True)
+    with torch.enable_grad():
+        l = implicit_loss_from_scores(s[..., 0], s[..., 1:], cfg.loss, weight=mask)
+        ds, = torch.autograd.grad(l.sum(), s)
+    c = torch.zeros(n_rows, device=ds.device).index_add_(0, items.reshape(-1), ds.reshape(-1))
+    idx = c.nonzero().squeeze(1)
+    k = item_slot[idx]                      # the client of each touched row
+    col = lambda key, ix: None if key not in form else P[form[key]].index_select(0, ix)
+    row_in = [col("user", k), col("item", idx), col("user_bias", k), col("item_bias", idx), col("offset", k)]
+    row_in = [x if x is None or j < 2 else x.reshape(-1) for j, x in enumerate(row_in)]
+    grads = dot_score_grads(c[idx], *row_in)
+    params, gs, back = [], [], []
+    for j, key in enumerate(("user", "item", "user_bias", "item_bias", "offset")):
+        if key not in form: continue
+        t = P[form[key]]
+        if key in ("item", "item_bias"):   # touched rows, gathered, stepped, written back
+            params.append(row_in[j].view(-1, *t.shape[1:])); gs.append(grads[j].view(-1, *t.shape[1:])); back.append((t, len(params) - 1))
+        else:                              # one row per client: its sum over the client's touched rows
+            params.append(t[:Kt]); gs.append(torch.zeros_like(t[:Kt]).index_add_(0, k, grads[j].view(-1, *t.shape[1:])))
+    local_step(cfg, params, gs, None, None, step)
+    for t, j in back: t.index_copy_(0, idx, params[j])
+    return l.detach()
+
+@torch.no_grad()
+def train_dot_group(model, P: dict,          # name -> stacked parameters: dense (K, ...), row tables flat; updated in place
+                    anchor: dict | None,     # FedProx's start of the round (`train_group`'s); None: mu = 0
+                    LU, LI,                  # flat user / item row of each training row of the group
+                    pos, cnt, steps,         # `implicit_rows` schedule `(T, K, width, 1 + m)`, batch sizes `(T, K)`, steps `(K,)`
+                    cfg: LocalConfig,
+                    bounds: dict,            # 'user'/'item' -> (K+1,) list: client k's flat rows
+                    budget: int | None = None,  # `dot_blocks`' budget (None: 2^19 floats on a CPU, the whole group on a GPU or
+                                                # under plain SGD, whose steps touch no dense table)
+                   ) -> torch.Tensor:
+    "`train_group` for a `dot_form` model under the implicit objective, block by block of clients: `(T, K)` losses."
+    rp, (T, K) = row_params(model), cnt.shape
+    kinds = {n: rp.get(n) for n in P}
+    width = sum(P[n][0].numel() for n in P if n in rp)
+    ib = bounds["item"]
+    one_user = list(bounds["user"]) == list(range(K + 1))   # one client per user: its user row is its slot
+    sparse = one_user and cfg.optimizer == "sgd" and not (anchor is not None and cfg.mu > 0)   # `_dot_rows_sgd`: no dense table per step
+    budget = budget or ((1 << 62) if pos.device.type == "cuda" or sparse else 1 << 19)
+    losses = torch.zeros(T, K, device=pos.device)
+    for a, b in dot_blocks([ib[k + 1] - ib[k] for k in range(K)], cnt[0].tolist(), pos.shape[3] - 1, width, budget):
+        sub = {kind: [x - bounds[kind][a] for x in bounds[kind][a:b + 1]] for kind in bounds}
+        Pb = client_slices(P, kinds, bounds, a, b)
+        Ab = None if anchor is None else {n: t if kinds[n] is None else t[bounds[kinds[n]][a]:bounds[kinds[n]][b]] for n, t in anchor.items()}
+        Tb = int(steps[a])
+        rows = pos[:Tb, a:b]
+        users, items = take_rows(LU, rows[..., 0]) - bounds["user"][a], torch.cat([take_rows(LI, rows[..., :1]), rows[..., 1:]], -1) - ib[a]
+        losses[:Tb, a:b] = _train_dot_block(model.dot_form, kinds, Pb, Ab, users, items, cnt[:Tb, a:b], steps[a:b], cfg, sub, one_user)
+    return losses
+
+def _train_dot_block(form, kinds, P, anchor, users, items, cnt, steps, cfg, bounds, one_user):
+    "Every local step of one block of clients on its own tables (views of the group's), start to finish: `(T, k)` losses."
+    T, K = cnt.shape
+    W, dev = items.shape[2], items.device
+    prox, adam = anchor is not None and cfg.mu > 0, cfg.optimizer != "sgd"
+    rows_sgd = one_user and not adam and not prox   # plain SGD moves only the rows a step touches
+    if rows_sgd:
+        ib = bounds["item"]
+        item_slot = torch.repeat_interleave(torch.arange(K, device=dev), torch.tensor([ib[k + 1] - ib[k] for k in range(K)], device=dev))
+    G = None if rows_sgd else {n: torch.zeros_like(t) for n, t in P.items()}
+    m = {n: torch.zeros_like(t) for n, t in P.items()} if adam else None
+    v = {n: torch.zeros_like(t) for n, t in P.items()} if adam else None
+    losses = torch.zeros(T, K, device=dev)
+    mask_all = (torch.arange(W, device=dev) < cnt.to(dev)[..., None]).float()
+    step_no = torch.arange(1, T + 1, dtype=torch.float32, device=dev)
+    steps_cpu, Kt = steps.tolist(), K
+    for t in range(T):
+        while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1   # clients are sorted by steps: the first Kt still train
+        if rows_sgd:
+            losses[t, :Kt] = _dot_rows_sgd(form, P, items[t, :Kt], mask_all[t, :Kt], Kt, cfg, item_slot, bounds["item"][Kt], t + 1)
+            continue
+        losses[t, :Kt] = _dot_grads(form, P, G, users[t, :Kt], items[t, :Kt], mask_all[t, :Kt], Kt, cfg.loss, one_user)
+        lim = {n: Kt if kinds[n] is None else bounds[kinds[n]][Kt] for n in P}   # the rows of the clients still training
+        cut = lambda d: [d[n][:lim[n]] for n in P]
+        ps, gs = cut(P), cut(G)
+        if prox:
+            for p, g, n in zip(ps, gs, P): g.add_(p - (anchor[n] if kinds[n] is None else anchor[n][:lim[n]]), alpha=cfg.mu)
+        local_step(cfg, ps, gs, cut(m) if adam else None, cut(v) if adam else None, t + 1, step_no[t])
+        torch._foreach_zero_(gs)
+    return losses
