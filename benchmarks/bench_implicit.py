@@ -15,7 +15,7 @@ their share of the rows). `--autograd` also times the batched engine's autograd 
 used before `train_dot_group`). The evaluation is `evaluate_topn` of the serving model (for `pfedrec`, `personal_scorer`
 with each client's own item rows). `PFEDREC_PUBLISHED_S` is the round time of PFedRec's published code on the development
 machine (issue 21: its 943 clients one at a time, a deep copy of the model each, about 8 s)."""
-import argparse, json, os, platform, statistics, sys, time
+import argparse, os, statistics, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from federated_ranking_figures import COMMON, CONFIGS  # noqa: E402
-from bench_threads import cpu_model  # noqa: E402
+from benchjson import add_json_argument, cpu_model, write_json  # noqa: E402
 
 PFEDREC_PUBLISHED_S = 8.0
 
@@ -51,7 +51,7 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3, help="timed rounds of each engine (the median is reported)")
     p.add_argument("--autograd", action="store_true", help="also time the batched engine's autograd path (train_group)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    add_json_argument(p)
     a = p.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     from fedrec_nb.client import LocalConfig, PrivateState
@@ -132,13 +132,8 @@ def main(argv=None):
     log = Path(__file__).resolve().parent / "results" / f"bench_implicit_{a.dataset}.log"
     atomic_write(log, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
     print(f"wrote benchmarks/results/{log.name}")
-    if a.json:
-        res = dict(dataset=a.dataset, clients=len(clients), positives=n_pos, device=str(dev), threads=torch.get_num_threads(),
-                   cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                   repeat=a.repeat, load_average_end=os.getloadavg()[0], figures=figures)
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
-        print(f"wrote {a.json}")
+    write_json(a.json, dict(dataset=a.dataset, clients=len(clients), positives=n_pos, device=str(dev), repeat=a.repeat,
+                            load_average_end=os.getloadavg()[0], figures=figures))
 
 if __name__ == "__main__":
     main()
