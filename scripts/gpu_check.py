@@ -46,10 +46,11 @@ def main(out):
         if "speedup" in b: val += f"; sequential {b['sequential_s']:.2f} s ({b['speedup']:.1f}x)"
         if "max_relative_difference_params" in b: val += f"; rel. diff {b['max_relative_difference_params']:.1e}"
         row(what, val, target, test(b) if test else None)
-    imp = out / "bench_implicit.txt"
-    if imp.exists():
-        for line in imp.read_text().splitlines():
-            if "vectorized" in line and "x;" in line: row("bench_implicit: " + line.split(":")[0], line.split("sequential", 1)[-1].split(";")[0].strip(), ">= 10x", None)
+    imp = load(out / "bench_implicit.json")
+    for f in (imp or {}).get("figures", []):
+        row(f"bench_implicit ({imp['device']}, {imp['clients']:,} one-user clients): {f['model']}",
+            f"vectorized {f['seconds']['vectorized']:.3f} s, sequential {f['seconds']['sequential']:.2f} s "
+            f"({f['speedup']:.1f}x)", ">= 10x", f["speedup"] >= 10)
     w = max(len(r[0]) for r in rows)
     print("\nFigures (vectorized path unless named otherwise)")
     for what, value, target, ok in rows: print(f"  {what:<{w}}  {value}  target {target or '-'}  met: {ok}")

@@ -94,7 +94,7 @@ export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 $PY -c 'import pytest' 2>/dev/null || $PY -m pip install -q --no-index --find-links wheelhouse pytest 2>/dev/null \
   || { [ -d /tmp/gpu_site ] || $PY -m pip install -q --no-index --no-deps --target /tmp/gpu_site wheelhouse/*.whl; }
 say "pytest tests/test_vectorized.py tests/test_cuda.py (CUDA: the vectorized, implicit, per-client, DP, SGD and sparse defence paths)"
-timeout 300 $PY -m pytest -q -p no:cacheprovider -rfEs --tb=short tests/test_vectorized.py tests/test_cuda.py 2>&1 | tee "$OUTDIR/pytest_cuda.txt" | tail -40
+timeout 300 $PY -m pytest -q -p no:cacheprovider -rfEs --tb=short tests/test_vectorized.py tests/test_cuda.py tests/test_dot_engine.py 2>&1 | tee "$OUTDIR/pytest_cuda.txt" | tail -40
 say "pytest exit status ${PIPESTATUS[0]}"
 
 if [ $QUICK = 1 ]; then ROUNDS=2; NB_LIMIT=200; SEQ=100; BR=2; else ROUNDS=3; NB_LIMIT=300; SEQ=300; BR=3; fi
@@ -111,7 +111,7 @@ bench() { local name=$1; shift; say "bench_vectorized.py $*"; timeout 150 $PY be
 bench users1m   users --dataset synthetic-ml-1m --model hybrid --rounds $BR --seq-clients $SEQ
 bench users100k users --dataset ml-100k --model hybrid --rounds $BR --seq-clients $SEQ
 say "bench_implicit.py on cuda: 943 one-user clients of ML-100K, every model of the federated ranking figures"
-timeout 200 $PY benchmarks/bench_implicit.py --device cuda --seq-clients $SEQ 2>&1 | tee "$OUTDIR/bench_implicit.txt" || say "bench_implicit failed or timed out"
+timeout 200 $PY benchmarks/bench_implicit.py --device cuda --seq-clients $SEQ --repeat 2 --json "$OUTDIR/bench_implicit.json" 2>&1 | tee "$OUTDIR/bench_implicit.txt" || say "bench_implicit failed or timed out"
 say "bench_defences.py on cuda: DP-FedAvg and every robust aggregator against FedAvg, 943 one-user clients"
 timeout 200 $PY benchmarks/bench_defences.py --device cuda --rounds $BR --json "$OUTDIR/bench_defences.json" || say "bench_defences failed or timed out"
 if [ $QUICK = 0 ]; then
