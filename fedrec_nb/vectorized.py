@@ -23,7 +23,7 @@ from .implicit import interaction_keys, sample_train_negatives, implicit_loss_fr
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
-           'adam_step', 'local_step', 'sgd_factor', 'chunk_clients', 'default_slack', 'train_group',
+           'adam_step', 'sgd_factor', 'local_step', 'chunk_clients', 'default_slack', 'train_group',
            'default_max_clients', 'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory',
            'group_negatives', 'implicit_rows', 'dot_trainable', 'dot_group_rows', 'dot_blocks', 'train_dot_group']
 
@@ -145,11 +145,6 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, # te
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, -lr / (1 - b1 ** step))
 
-def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
-    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
-    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
-    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
-
 def sgd_factor(cfg: LocalConfig) -> float:
     "Plain SGD's step is this times the gradient (`-lr`): linear, so a sparse path may scale a step's gradient by it and add the rows."
     return -cfg.lr
@@ -157,11 +152,6 @@ def sgd_factor(cfg: LocalConfig) -> float:
 def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
     "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
     if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=sgd_factor(cfg))
-    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
-
-def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
-    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
-    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
     else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
 
 # %% ../nbs/06d_vectorized.ipynb #1772f5fd
