@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .features import Features, take_rows
-from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
+from .client import (ClientData, LocalConfig, part_lr, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params
 from .objectives import OBJECTIVES
@@ -202,7 +202,7 @@ def _group_implicit(forward, leaves, rows, mask, LU, LI, loss="bce", u0=0, i0=0)
 
 def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks, step, step_t, cfg):
     "One local step of the clients in `chunks` (runs `(a, b, width)`) on group rows `rows` `(K, width)`; returns their batch MSE."
-    leaves, params, ms, vs, mses, loss = [], [], [], [], [], 0.0
+    leaves, params, lrs, ms, vs, mses, loss = [], [], [], [], [], [], 0.0
     for a, b, w in chunks:
         mine = client_slices(P, kinds, bounds, a, b)
         lv = {n: t.detach().requires_grad_(True) for n, t in mine.items()}
@@ -211,11 +211,12 @@ def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks,
         if anchor is not None and cfg.mu > 0:
             start = client_slices({n: anchor[n] for n in lv if kinds[n] is not None}, kinds, bounds, a, b)
             loss = loss + cfg.mu / 2 * sum(((lv[n] - start.get(n, anchor[n])) ** 2).sum() for n in lv)
-        leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
+        leaves += lv.values(); params += mine.values(); mses.append(mse.detach()); lrs += [part_lr(cfg, kinds[n] == "item") for n in mine]
         if m is not None: ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
     grads = torch.autograd.grad(loss, leaves)
     with torch.no_grad():
-        if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=-cfg.lr)
+        if cfg.optimizer == "sgd":   # one fused step per learning rate (`part_lr`: the item tables may have their own)
+            for lr in set(lrs): torch._foreach_add_([t for t, l in zip(params, lrs) if l == lr], [g for g, l in zip(grads, lrs) if l == lr], alpha=-lr)
         else: adam_step(params, list(grads), ms, vs, step, cfg.lr, step_tensor=step_t)
     return torch.cat(mses)
 
