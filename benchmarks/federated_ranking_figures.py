@@ -47,9 +47,10 @@ SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry; Adam client
                   dict(lr=0.1, server_lr=10.0, rounds=80)],
 }
 # PFedRec's official code on ML-100K (issue 22): plain SGD, score function lr 0.1, item embedding lr 0.1 x 1,682 x 80, the server's
-# unweighted mean, 1 local epoch, batch 256, 4 fresh negatives per positive per round, every client every round, 100 rounds
+# unweighted mean, 1 local epoch, 4 fresh negatives per positive per round, every client every round, 100 rounds; its batch of 256
+# counts rows (positives and negatives mixed), fedrec_nb's counts positives with their 4 negatives each: 51 positives, 255 rows
 PFEDREC_SETTINGS = dict(model="pfedrec", loss="bce", embedding_dim=32, client_optimizer="sgd", lr=0.1, item_lr=0.1 * 1682 * 80,
-                        strategy="fedavg_unweighted", local_epochs=1, rounds=100)
+                        strategy="fedavg_unweighted", local_epochs=1, batch_size=51, rounds=100)
 SGD = dict(client_optimizer="sgd", lr=1.0, server_lr=1000.0, local_epochs=3, rounds=60)   # the literature's plain SGD clients
 for name in SWEEP: SWEEP[name].append(SGD)
 SWEEP["pfedrec"] += [{**SGD, "embedding_dim": 64}, {**SGD, "local_epochs": 5}]   # after the table's runs: wider, more local epochs
@@ -98,7 +99,7 @@ def central_one(name, test_data, valid_data, features, seed, device="cpu", proto
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--models", nargs="*", default=list(CONFIGS), choices=list(CONFIGS), help="federated models (none: --central alone)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=None, help="override every configuration's number of rounds")
     ap.add_argument("--dataset", default="ml-100k", help="ml-100k (FEDREC_DATA or the loader's download) or synthetic-ml-1m")
@@ -108,6 +109,7 @@ def main(argv=None):
     ap.add_argument("--only", type=int, nargs="+", default=None, help="--sweep: run only these entries of each model's SWEEP list (0-based)")
     ap.add_argument("--tag", default="", help="a suffix of the CSV and log names (a run that must not replace the table's)")
     ap.add_argument("--protocol", default="default", choices=list(EVAL_PROTOCOLS), help="the evaluation protocol (EVAL_PROTOCOLS)")
+    ap.add_argument("--own-config", action="store_true", help="--protocol pfedrec: the PFedRec-style model with CONFIGS, not PFEDREC_SETTINGS")
     ap.add_argument("--central", action="store_true", help="also most-popular, BPR-MF and NeuMF, central (a protocol with validation)")
     ap.add_argument("--set", default="{}", help='JSON overrides for every run, e.g. \'{"local_epochs": 2}\'')
     a = ap.parse_args(argv)
@@ -128,7 +130,7 @@ def main(argv=None):
                    f"{exp.train.user_id.nunique():,} one-user clients, engine {a.engine}, device {a.device}"], old
     print("\n".join(lines), flush=True)
     jobs = [(n, {**CONFIGS[n], **o, **over}, 0) for n in a.models for j, o in enumerate(SWEEP[n]) if a.only is None or j in a.only] if a.sweep else \
-           [(n, {**(PFEDREC_SETTINGS if n == "pfedrec" and a.protocol == "pfedrec" else CONFIGS[n]), **over}, s) for n in a.models for s in a.seeds]
+           [(n, {**(PFEDREC_SETTINGS if n == "pfedrec" and a.protocol == "pfedrec" and not a.own_config else CONFIGS[n]), **over}, s) for n in a.models for s in a.seeds]
     if a.central: jobs += [(n, None, s) for n in ("most_popular", *CENTRAL_CONFIGS) for s in (a.seeds[:1] if n == "most_popular" else a.seeds)]
     if a.central: test_data, valid_data = protocol_data(a.protocol, exp.train, exp.test, exp.features, 99, exp.valid)
     for name, cfg, seed in jobs:

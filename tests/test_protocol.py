@@ -2,9 +2,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fedrec_nb.experiment import ParameterError
 from fedrec_nb.features import encode_features
+from fedrec_nb.federation import build_federation
 from fedrec_nb.implicit import disjoint_negatives, protocol_data
 from fedrec_nb.parameters import resolve_params
 from fedrec_nb.splits import leave_two_out
@@ -62,3 +64,21 @@ def test_refused_combinations(given, named, tmp_path):
     resolve_params(base)   # the base is fine
     with pytest.raises(ParameterError, match=named.replace("(", r"\(")):
         resolve_params({**base, **given})
+
+
+def test_item_lr_is_the_item_tables_step_in_both_engines(tmp_path):
+    "item_lr=lr is the plain run; a larger item_lr moves the item tables further and the user side no further, in both engines."
+    from fedrec_nb.federated import run_federated
+    synthetic_movielens(n_users=30, n_items=80, n_ratings=900, seed=2).ratings.to_csv(tmp_path / "r.csv", index=False)
+    base = dict(dataset=str(tmp_path / "r.csv"), objective="implicit", split="leave_one_out", model="mf", client_optimizer="sgd",
+                lr=0.05, rounds=1, local_epochs=1, num_clients=4, embedding_dim=8, device="cpu", eval_negatives=20)
+    init = build_federation(dict(base, output_dir=str(tmp_path / "i"))).initial_params
+    def params(i, **kw):
+        r = run_federated(output_dir=str(tmp_path / str(i)), plots=False, progress=False, ranking=False, **base, **kw)
+        return {n: t.detach().clone() for n, t in r["recommender"].net.named_parameters()}
+    moved = lambda p, n: float((p[n] - init[n]).abs().sum())
+    for k, engine in enumerate(("vectorized", "sequential")):
+        plain, same, fast = params(3 * k, engine=engine), params(3 * k + 1, engine=engine, item_lr=0.05), params(3 * k + 2, engine=engine, item_lr=0.5)
+        assert all(torch.equal(plain[n], same[n]) for n in plain), engine
+        assert moved(fast, "item_embedding.weight") > 5 * moved(plain, "item_embedding.weight"), engine   # the item tables' larger step
+        assert moved(fast, "user_embedding.weight") < 2 * moved(plain, "user_embedding.weight"), engine   # the user side keeps lr's
