@@ -49,7 +49,7 @@ SWEEP = {   # --sweep: each entry overrides the run's CONFIGS entry; Adam client
 # PFedRec's official code on ML-100K (issue 22): plain SGD, score function lr 0.1, item embedding lr 0.1 x 1,682 x 80, the server's
 # unweighted mean, 1 local epoch, 4 fresh negatives per positive per round, every client every round, 100 rounds; its batch of 256
 # counts rows (positives and negatives mixed), fedrec_nb's counts positives with their 4 negatives each: 51 positives, 255 rows
-PFEDREC_SETTINGS = dict(model="pfedrec", loss="bce", embedding_dim=32, client_optimizer="sgd", lr=0.1, item_lr=0.1 * 1682 * 80,
+PFEDREC_SETTINGS = dict(model="pfedrec", loss="bce", embedding_dim=32, client_optimizer="sgd", lr=0.1, item_lr=13456.0,   # 0.1 x 1,682 x 80
                         strategy="fedavg_unweighted", local_epochs=1, batch_size=51, rounds=100)
 SGD = dict(client_optimizer="sgd", lr=1.0, server_lr=1000.0, local_epochs=3, rounds=60)   # the literature's plain SGD clients
 for name in SWEEP: SWEEP[name].append(SGD)
