@@ -19,11 +19,11 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 
 
 # %% auto #0
-__all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'client_generator', 'PrivateState', 'SparseRows',
-           'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem', 'accept_updates',
-           'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates', 'accumulate',
-           'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'train_client', 'build_clients',
-           'sample_clients', 'local_train_sequential']
+__all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'part_lr', 'client_generator', 'PrivateState',
+           'SparseRows', 'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem',
+           'accept_updates', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates',
+           'accumulate', 'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'train_client',
+           'build_clients', 'sample_clients', 'local_train_sequential']
 
 # %% ../nbs/06b_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -56,6 +56,11 @@ class LocalConfig:
     objective: str = "rating"  # 'rating' (MSE on the ratings) or 'implicit' (every row a positive, sampled negatives, `loss`)
     num_negatives: int = 4  # implicit: unrated items drawn per positive per local epoch, on the client
     loss: str = "bce"       # implicit: 'bce' (NCF, PFedRec) or 'bpr'
+    item_lr: float | None = None  # 'sgd': the item tables' learning rate (`part_lr`); None: lr
+
+def part_lr(cfg: LocalConfig, is_item: bool) -> float:
+    "The learning rate of a parameter under `cfg`: `item_lr` for an item table when it is set, `lr` for everything else."
+    return cfg.item_lr if is_item and cfg.item_lr is not None else cfg.lr
 
 NEGATIVES_STREAM = 1   # `client_generator`'s stream of the implicit objective's negatives (stream 0: the batch order)
 
@@ -346,7 +351,8 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     params, users, items, lu, li = _client_view(model, glob, c, private_rows, device,
                                                 torch.cat([n.reshape(-1) for n in negs]) if implicit else None)
     anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
-    opt = (torch.optim.SGD(list(params.values()), lr=cfg.lr, foreach=True) if cfg.optimizer == "sgd" else
+    groups = [dict(params=[t for n, t in params.items() if (n in model.item_params) == it], lr=part_lr(cfg, it)) for it in (False, True)]
+    opt = (torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, foreach=True) if cfg.optimizer == "sgd" else
            torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True))
     u, i, y = c.users.to(device), c.items.to(device), c.ratings.to(device)
     for e in range(cfg.local_epochs):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .ratings import DUPLICATES, RatingsData
-from .splits import SPLIT_METHODS, split_ratings
+from .splits import LOO_TIES, SPLIT_METHODS, leave_two_out, split_ratings
 from .features import Features, encode_features
 from .data import DATASET_NAMES, load_dataset
 
@@ -91,21 +91,30 @@ class Experiment:
     features: Features
     params: dict = field(default_factory=dict)
     output_dir: Path = Path("runs")
+    valid: pd.DataFrame | None = None   # each user's validation rating (`leave_two_out`), out of `train`; None: no validation split
     def __repr__(self):
         return (f"Experiment({self.data.name}, split={self.params.get('split')!r}: {len(self.train):,} train / "
                 f"{len(self.test):,} test ratings)")
 
 def prepare_experiment(dataset="ml-100k", data_dir=None, seed=42, test_size=0.2, split="random", output_dir="runs",
-                       duplicates="error", rating_scale=None, **extra) -> Experiment:
+                       duplicates="error", rating_scale=None,
+                       ties="last_row",     # leave_one_out: the tie rule at a user's latest second (`LOO_TIES`)
+                       validation=False,    # leave_one_out: also hold out each user's second-latest rating (`leave_two_out`)
+                       **extra) -> Experiment:
     "Check the shared parameters, load `dataset` (a ratings file's repeated pairs: `duplicates`), split it and encode its features."
     check_common(dataset, data_dir, seed, test_size, split, output_dir)
-    check_choice("duplicates", duplicates, DUPLICATES)
+    check_choice("duplicates", duplicates, DUPLICATES); check_choice("ties", ties, LOO_TIES)
+    if validation and split != "leave_one_out":
+        raise ParameterError(f"parameter split={split!r}: a validation split (each user's second-latest rating) needs split='leave_one_out'")
     data = load_dataset(dataset, data_dir, seed=seed, duplicates=duplicates, rating_scale=rating_scale)
-    train, test = split_ratings(data.ratings, split, test_size, seed)
+    valid = None
+    if validation: train, valid, test = leave_two_out(data.ratings, ties, seed)
+    else: train, test = split_ratings(data.ratings, split, test_size, seed, ties=ties)
     params = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir), seed=seed,
-                  test_size=test_size, split=split, duplicates=duplicates, output_dir=str(output_dir), **extra)
+                  test_size=test_size, split=split, duplicates=duplicates, output_dir=str(output_dir), ties=ties,
+                  validation=bool(validation), **extra)
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    return Experiment(data, train, test, encode_features(data), params, out)
+    return Experiment(data, train, test, encode_features(data), params, out, valid)
 
 def _to_jsonable(o):
     if isinstance(o, dict): return {str(k): _to_jsonable(v) for k, v in o.items()}

@@ -31,10 +31,10 @@ from .experiment import rating_metrics
 from .metrics import evaluate_ranking
 from .baselines import Recommender
 from .defences import Defences, apart_from_dp
-from .implicit import ImplicitData, implicit_data, evaluate_topn, model_scorer
+from .implicit import EVAL_PROTOCOLS, ImplicitData, implicit_data, evaluate_topn, model_scorer
 from .records import (CheckpointError, data_fingerprint, save_checkpoint, latest_checkpoint, load_checkpoint,
                                check_resume, write_run_results, round_record, rng_states, set_rng_states, RunLock,
-                               check_checkpoints, check_output_paths, check_overwrite)
+                               check_checkpoints, check_output_paths, check_overwrite, best_round, select_final)
 
 # %% auto #0
 __all__ = ['SUM_FIELDS', 'REFIT_LR', 'RUNTIMES', 'load_params', 'serving_params', 'client_spread', 'evaluate_global',
@@ -294,7 +294,8 @@ class Runtime:
     def device_step(self, global_params: dict): "What the devices do after the server step (private re-fit); nothing by default."
     def serving(self, global_params: dict) -> dict: "The parameters that score users." ; return global_params
     def evaluate(self, global_params: dict, record: dict): raise NotImplementedError   # the test figures into `record`, now or later
-    def final(self, global_params: dict) -> tuple: raise NotImplementedError   # (final metrics, per-client MAE, per-client RMSE)
+    def final(self, global_params: dict, kept=None) -> tuple: raise NotImplementedError   # (final metrics, per-client MAE, per-client RMSE); of `kept` when given
+    def keep(self, global_params: dict) -> dict: "A copy of what serves users now, for `final` later." ; return dict(global_params={n: t.clone() for n, t in global_params.items()})
 
 class BuiltinRuntime(Runtime):
     "The sequential and vectorized engines: every client on this machine (the vectorized engine in a few batched steps)."
@@ -305,8 +306,10 @@ class BuiltinRuntime(Runtime):
         (tu, ti, ty), (u, i, y) = fed.test, fed.train
         self.test = (tu.to(device), ti.to(device), ty)
         self.rows = (u.to(device), i.to(device), y.to(device)) if p["private_refit_steps"] else None
-        self.topn = OBJECTIVES[p["objective"]].eval_data(p, fed.experiment.train, fed.experiment.test, fed.features)
+        exp = fed.experiment
+        self.topn, self.topn_valid = OBJECTIVES[p["objective"]].eval_data(p, exp.train, exp.test, fed.features, exp.valid)
         if self.topn is not None: self.topn = self.topn.to(device)   # the `eval_negatives` every model shares (seed 0)
+        if self.topn_valid is not None: self.topn_valid = self.topn_valid.to(device)   # the protocol's validation items
 
     def train(self, plan, global_params):
         if not plan.clients: return no_update(global_params, self.private.names if self.private else (), self.dev)
@@ -331,11 +334,19 @@ class BuiltinRuntime(Runtime):
                                           self.fed.rating_scale)
             record.update(m, **client_spread(c_mae))
         else:   # implicit: HR@10 and NDCG@10 under `sampled`, and what that evaluation of every user cost
-            t = time.perf_counter()
-            record.update(topn_record(self.net, self.topn, score_fn=personal_scorer(self.net, self.private, self.fed.owner)),
-                          **client_spread(np.full(self.p["num_clients"], np.nan)), eval_seconds=time.perf_counter() - t)
+            t, sf = time.perf_counter(), personal_scorer(self.net, self.private, self.fed.owner)
+            record.update(topn_record(self.net, self.topn, score_fn=sf), **client_spread(np.full(self.p["num_clients"], np.nan)))
+            if self.topn_valid is not None:   # the protocol's validation items, which choose the reported round
+                record.update({f"valid_{k[5:]}": v for k, v in topn_record(self.net, self.topn_valid, score_fn=sf).items()})
+            record["eval_seconds"] = time.perf_counter() - t
 
-    def final(self, global_params):
+    def keep(self, global_params):
+        return dict(super().keep(global_params), private=None if self.private is None else copy.deepcopy(self.private.state_dict()))
+
+    def final(self, global_params, kept=None):
+        if kept is not None:   # a kept round: its devices' rows back (the run is over), its global model
+            if self.private is not None: self.private.load_state_dict(copy.deepcopy(kept["private"]))
+            global_params = kept["global_params"]
         load_params(self.net, self.serving(global_params))
         N = self.p["num_clients"]
         if self.topn is None:
@@ -356,6 +367,7 @@ class RunState:
     client_last: dict = field(default_factory=dict)     # cid -> the client's figures in the last round it trained
     client_losses: dict = field(default_factory=dict)   # cid -> [[round, training loss], ...]
     start: int = 0                                      # the first round still to run
+    best: dict | None = None                            # `Runtime.keep` of the best round by the protocol's `select` (None: none)
 
 def run_rounds(runtime: Runtime, fed: Federation, p: dict, strat, guard: Defences, state: RunState,
                rated=None,              # who rated what in training (the target film's ER@10), or None
@@ -385,6 +397,9 @@ def run_rounds(runtime: Runtime, fed: Federation, p: dict, strat, guard: Defence
             state.client_last[s["cid"]] = dict(s, round=r + 1)
             state.client_losses.setdefault(s["cid"], []).append([r + 1, s["train_loss"]])
         runtime.evaluate(state.global_params, rec)
+        select = EVAL_PROTOCOLS[p["protocol"]].select
+        if select is not None and best_round(state.history, select) == len(state.history) - 1:
+            state.best = runtime.keep(state.global_params)   # the best round so far: what serves users, for its final figures
         rec["seconds"] = time.perf_counter() - t0
         state.start = r + 1
         if checkpoint is not None: checkpoint(state)
@@ -394,6 +409,9 @@ def run_results(p: dict, fed: Federation, state: RunState, runtime: Runtime, gua
                 **extra_final) -> dict:
     "The results of a run (as results.json holds them): per round, per client and the final figures, in every runtime."
     m, c_mae, c_rmse = runtime.final(state.global_params)
+    select = EVAL_PROTOCOLS[p["protocol"]].select
+    if select is not None and state.best is not None:   # the protocol reports the best validation round's figures
+        m = select_final(state.history, select, runtime.final(state.best["global_params"], state.best)[0], m)
     clients = []
     for c in fed.clients:
         last = state.client_last.get(c.cid, {})
@@ -473,7 +491,7 @@ def _run_builtin(p, out, ckpt_dir, experiment, progress, plots, ranking) -> dict
                                                 global_params={n: t.cpu() for n, t in s.global_params.items()},
                                                 strategy=strat.state_dict(), private=None if private is None else private.state_dict(),
                                                 defences=guard.state_dict(), history=s.history, client_last=s.client_last,
-                                                client_losses=s.client_losses, rng=rng_states()))
+                                                client_losses=s.client_losses, best=s.best, rng=rng_states()))
     run_rounds(runtime, fed, p, strat, guard, state, rated, checkpoint, progress)
     results = run_results(p, fed, state, runtime, guard, rated, dev)
     results["resume"] = resumed
@@ -496,6 +514,7 @@ def resume_run(p, ckpt_dir, fingerprint, state: RunState, strat, private, guard:
     if private is not None: private.load_state_dict(s["private"])
     if s.get("defences"): guard.load_state_dict(s["defences"])
     state.history, state.client_last, state.client_losses, state.start = s["history"], s["client_last"], s["client_losses"], s["round"]
+    state.best = s.get("best")
     set_rng_states(s["rng"])
     return dict(checkpoint=str(ck), from_round=int(s["round"]))
 

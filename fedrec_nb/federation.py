@@ -23,12 +23,13 @@ from .partitions import PARTITIONS, partition as make_partition, client_of_user
 from .client import LocalConfig
 from .parameters import DATA_KEYS, resolve_params
 from .objectives import OBJECTIVES
+from .implicit import EVAL_PROTOCOLS
 from .strategies import make_strategy
 
 # %% auto #0
-__all__ = ['check_clients_fit', 'local_config', 'Federation', 'build_federation', 'private_names', 'federation_model',
-           'file_sha256', 'dataset_fingerprint', 'federation_key', 'CacheWarning', 'CacheError', 'read_cached',
-           'save_clients', 'load_client']
+__all__ = ['check_clients_fit', 'local_config', 'Federation', 'run_experiment', 'check_protocol_split', 'build_federation',
+           'private_names', 'federation_model', 'file_sha256', 'dataset_fingerprint', 'federation_key', 'CacheWarning',
+           'CacheError', 'read_cached', 'save_clients', 'load_client']
 
 # %% ../nbs/06i_federation.ipynb #d2a72b81
 def check_clients_fit(num_clients: int, train: pd.DataFrame):
@@ -40,7 +41,7 @@ def check_clients_fit(num_clients: int, train: pd.DataFrame):
 def local_config(p: dict) -> LocalConfig:
     "How each client of the run `p` (resolved parameters) trains: the one place `LocalConfig` is built from parameters."
     return LocalConfig(p["local_epochs"], p["batch_size"], p["lr"], make_strategy(p["strategy"], p["server_lr"], p["mu"]).mu,
-                       p["client_optimizer"], p["objective"], p["num_negatives"], p["loss"])
+                       p["client_optimizer"], p["objective"], p["num_negatives"], p["loss"], p["item_lr"])
 
 # %% ../nbs/06i_federation.ipynb #027d83f9
 @dataclass
@@ -62,11 +63,26 @@ class Federation:
         return (f"Federation({self.params['dataset']}, {self.params['partition']}: {len(self.clients):,} clients, "
                 f"{type(self.model).__name__}, {len(self.train[2]):,} train / {len(self.test[2]):,} test rows)")
 
+def run_experiment(p: dict) -> Experiment:
+    "The data and split of the run `p` (resolved parameters): `prepare_experiment` with its protocol's tie rule and validation split."
+    proto = EVAL_PROTOCOLS[p["protocol"]]
+    return prepare_experiment(p["dataset"], p["data_dir"], p["seed"], p["test_size"], p["split"], p["output_dir"], p["duplicates"],
+                              p["rating_scale"], ties=proto.ties, validation=proto.validation)
+
+def check_protocol_split(p: dict, exp: Experiment):
+    "Raise `ParameterError` when the experiment passed to a run was not split as the run's protocol splits (`run_experiment`)."
+    proto = EVAL_PROTOCOLS[p["protocol"]]
+    ties, valid = exp.params.get("ties", "last_row"), exp.valid is not None
+    if ties != proto.ties or valid != proto.validation:
+        raise ParameterError(f"parameter protocol={proto.name!r}: the experiment passed was split with ties={ties!r} and "
+                             f"{'a' if valid else 'no'} validation split; that protocol needs ties={proto.ties!r} and "
+                             f"{'a' if proto.validation else 'no'} validation split (prepare it with run_experiment(params))")
+
 def build_federation(params: dict, experiment: Experiment | None = None) -> Federation:
     "Check `params`, load and split the data (or use `experiment`), partition it into clients and seed the model."
     p = resolve_params(params)
-    exp = experiment if experiment is not None else prepare_experiment(p["dataset"], p["data_dir"], p["seed"], p["test_size"],
-                                                                       p["split"], p["output_dir"], p["duplicates"], p["rating_scale"])
+    exp = experiment if experiment is not None else run_experiment(p)
+    if experiment is not None and OBJECTIVES[p["objective"]].ranked: check_protocol_split(p, exp)
     if experiment is not None:   # record the data and split actually used: the experiment's
         p.update({k: exp.params[k] for k in ("dataset", "data_dir", "test_size", "split", "duplicates") if k in exp.params})
         if exp.params.get("seed", p["seed"]) != p["seed"]: p["split_seed"] = exp.params["seed"]

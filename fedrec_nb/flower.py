@@ -195,7 +195,7 @@ def node_topn(node: Node) -> ImplicitData:
     f = (node.folder or node_folder()) / (node.key or federation_key(node.params)) / f"topn_{cid}.pt"
     def build():
         fed = build_federation(dict(node.params, engine="sequential"))
-        data = _topn_rows(OBJECTIVES[node.params["objective"]].eval_data(node.params, fed.experiment.train, fed.experiment.test, fed.features), fed.test_owner == cid)
+        data = _topn_rows(OBJECTIVES[node.params["objective"]].eval_data(node.params, fed.experiment.train, fed.experiment.test, fed.features)[0], fed.test_owner == cid)
         atomic_write(f, lambda t: torch.save(vars(data), t))
     def parse(d):
         data = ImplicitData(d["n_users"], d["n_items"], *(d[k] for k in "train_users train_items test_users test_items negatives rated_keys".split()))
@@ -450,7 +450,7 @@ class FlowerRuntime(Runtime):
         self.features, self.private = fed.features, private_names(p, fed.model)
         self.implicit = OBJECTIVES[p["objective"]].ranked
         self.on_nodes = not self.implicit or bool(self.private)   # the nodes evaluate and send sums
-        self.topn = OBJECTIVES[p["objective"]].eval_data(p, fed.experiment.train, fed.experiment.test, fed.features)
+        self.topn = OBJECTIVES[p["objective"]].eval_data(p, fed.experiment.train, fed.experiment.test, fed.features)[0]
         self.pending, self.accepted, self.sums, self.topn_final, self.last = None, [], {}, {}, {}
         self.registered = {}   # node id -> the partition it answered for in the first exchange
 

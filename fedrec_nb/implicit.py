@@ -14,15 +14,16 @@ import torch
 import torch.nn.functional as F
 
 from .ratings import id_order
+from .splits import LOO_TIES
 from .features import Features, index_of
 from .experiment import ParameterError, check_choice, check_number
 from .models import IMPLICIT_MODELS, model_inputs, raw_score
 
 # %% auto #0
-__all__ = ['TOPN_PROTOCOLS', 'IMPLICIT_LOSSES', 'CENTRAL_CONFIGS', 'sample_negatives', 'ImplicitData', 'interaction_keys',
-           'is_rated', 'implicit_data', 'topn_ranks', 'topn_metrics', 'evaluate_topn', 'popularity_scorer',
-           'model_scorer', 'sample_train_negatives', 'implicit_loss_from_scores', 'implicit_loss', 'train_implicit',
-           'central_topn', 'summarize_topn']
+__all__ = ['EVAL_PROTOCOLS', 'TOPN_PROTOCOLS', 'IMPLICIT_LOSSES', 'CENTRAL_CONFIGS', 'sample_negatives', 'ImplicitData',
+           'interaction_keys', 'is_rated', 'implicit_data', 'EvalProtocol', 'disjoint_negatives', 'protocol_data',
+           'topn_ranks', 'topn_metrics', 'evaluate_topn', 'popularity_scorer', 'model_scorer', 'sample_train_negatives',
+           'implicit_loss_from_scores', 'implicit_loss', 'train_implicit', 'central_topn', 'summarize_topn']
 
 # %% ../nbs/05b_implicit.ipynb #1ef34f78
 def _rows_per_block(n_columns, budget=1 << 22): return max(1, budget // max(n_columns, 1))
@@ -107,6 +108,56 @@ def implicit_data(train: pd.DataFrame, test: pd.DataFrame, # a split of raw ids 
     if neg.ndim != 2 or len(neg) != len(test):
         raise ParameterError(f"parameter negatives: shape {neg.shape}, expected one row per test row ({len(test)}, n)")
     return ImplicitData(features.n_users, features.n_items, tu, ti, su, si, t(neg), interaction_keys(tu, ti, features.n_items))
+
+# %% ../nbs/05b_implicit.ipynb #77887b43
+@dataclass(frozen=True)
+class EvalProtocol:
+    "How a top-N run is judged, rule by rule; each field picks a rule defined once elsewhere."
+    name: str
+    doc: str
+    ties: str            # the split's tie rule at a user's latest second (`LOO_TIES` of `split_ratings`)
+    validation: bool     # each user's second-latest rating held out as validation (`leave_two_out`), negatives disjoint (`disjoint_negatives`)
+    select: str | None   # the reported round maximises this validation figure (`fedrec_nb.records.best_round`); None: the last round
+    all_clients: bool    # every client trains in every round (client_fraction 1, no dropout, no DP sampling)
+
+EVAL_PROTOCOLS = {p.name: p for p in (
+    EvalProtocol("default", "fedrec_nb's: the latest rating (ties: the last row) as test, 99 shared negatives, the last round",
+                 "last_row", validation=False, select=None, all_clients=False),
+    EvalProtocol("pfedrec", "PFedRec's code: latest rating as test, second latest as validation (ties: the earlier row), 198 "
+                 "negatives (99 validation, 99 test, disjoint), the test figure at the best validation HR@10, every client every round",
+                 "first_row", validation=True, select="valid_hr@10", all_clients=True))}
+assert all(p.ties in LOO_TIES for p in EVAL_PROTOCOLS.values())
+
+def disjoint_negatives(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, # a `leave_two_out` split
+                       items,          # the catalogue: raw item ids; negatives are positions in it
+                       n=99,           # negatives per held-out item
+                       seed=0,         # the draw's seed
+                       name="n",       # the parameter `n` stands for, as errors name it
+                      ) -> tuple:
+    """`(valid_negatives, test_negatives)`, sorted item positions aligned with the rows of `valid` and `test`: per user, `2n`
+    distinct items never rated (train, validation or test) drawn once (`sample_negatives`), then dealt at random, `n` to each,
+    as PFedRec's code takes the first 99 of its 198 draws for validation and the last 99 for test."""
+    both = sample_negatives(pd.concat([train, valid]), test, items, 2 * n, seed, name)
+    both = np.random.default_rng([seed, 1]).permuted(both, axis=1)   # a sorted draw split in halves would give validation the low ids
+    at = index_of(test["user_id"].to_numpy(), valid["user_id"].to_numpy())
+    if (at < 0).any(): raise ParameterError("parameter valid: a validation user without a test item (use `leave_two_out`)")
+    return np.sort(both[at, :n], axis=1), np.sort(both[:, n:], axis=1)
+
+def protocol_data(protocol: str,        # a key of `EVAL_PROTOCOLS`
+                  train: pd.DataFrame, test: pd.DataFrame, features: Features,
+                  n_negatives=99,       # sampled negatives per held-out item
+                  valid: pd.DataFrame | None = None,   # the validation rows (protocols with `validation`)
+                  seed=0, name="n_negatives") -> tuple:
+    """`(test_data, valid_data)` as `ImplicitData` under `protocol`: `valid_data` None without validation. With it, the test
+    split's `rated_keys` hold the validation items too (they are rated, so `full` does not rank them as candidates)."""
+    check_choice("protocol", protocol, EVAL_PROTOCOLS)
+    if not EVAL_PROTOCOLS[protocol].validation: return implicit_data(train, test, features, n_negatives, seed, name=name), None
+    if valid is None: raise ParameterError(f"parameter protocol={protocol!r}: needs a validation split (`leave_two_out`)")
+    vneg, tneg = disjoint_negatives(train, valid, test, features.item_ids, n_negatives, seed, name)
+    td, vd = implicit_data(train, test, features, negatives=tneg), implicit_data(train, valid, features, negatives=vneg)
+    rated = torch.cat([td.train_users, vd.test_users]) * td.n_items + torch.cat([td.train_items, vd.test_items])
+    td.rated_keys = torch.unique(rated)
+    return td, vd
 
 # %% ../nbs/05b_implicit.ipynb #2f4a3029
 TOPN_PROTOCOLS = ("sampled", "full")
@@ -221,6 +272,7 @@ def train_implicit(model, data: ImplicitData,
                    features: Features | None = None, # for models that read side features
                    device="cpu",
                    eval_every=0,        # every that many epochs, sampled HR@10 and NDCG@10 in the history (0: never)
+                   on_epoch=None,       # `on_epoch(epoch, model, history_row)` after each epoch (the model in eval mode): e.g. a validation
                   ) -> list:
     "Train `model` centrally on implicit feedback; returns the history, one dict per epoch (mean loss, and HR/NDCG if asked)."
     check_choice("loss", loss, IMPLICIT_LOSSES)
@@ -242,6 +294,7 @@ def train_implicit(model, data: ImplicitData,
         h = {"epoch": epoch, "loss": total / N}
         if eval_every and epoch % eval_every == 0:
             model.eval(); r = evaluate_topn(model_scorer(model, fe), d); h.update({"hr@10": r["hr@10"], "ndcg@10": r["ndcg@10"]})
+        if on_epoch is not None: model.eval(); on_epoch(epoch, model, h)
         hist.append(h)
     model.eval()
     return hist

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .models import IMPLICIT_MODELS, MODELS, build_model
-from .implicit import implicit_data
+from .implicit import protocol_data
 
 # %% auto #0
 __all__ = ['RATING', 'IMPLICIT', 'OBJECTIVES', 'Objective']
@@ -29,7 +29,7 @@ class Objective:
     ranked: bool             # judged by ranking each user's held-out item (HR/NDCG@10, `topn_record`), not by rating error
     metrics: tuple           # the per-round figures its plots show
     loss_name: Callable      # `loss_name(p)`: what the clients' training loss is, for the plots
-    eval_data: Callable = lambda p, train, test, features: None   # `eval_data(p, train, test, features)`: the split its evaluation reads (None: the ratings themselves)
+    eval_data: Callable = lambda p, train, test, features, valid=None: (None, None)   # `(test, validation)` its evaluation reads (None: the ratings themselves)
 
 RATING = Objective(
     "rating", "the ratings, by mean squared error (the seed's objective)", MODELS,
@@ -41,5 +41,6 @@ IMPLICIT = Objective(
     lambda p, features, scale: IMPLICIT_MODELS[p["model"]](features, embedding_dim=p["embedding_dim"], rating_scale=scale),
     split="leave_one_out", negatives=True, rating_loss=False, side_features=False, ranked=True,
     metrics=("test_hr@10", "test_ndcg@10"), loss_name=lambda p: p["loss"].upper(),
-    eval_data=lambda p, train, test, features: implicit_data(train, test, features, p["eval_negatives"], name="eval_negatives"))
+    eval_data=lambda p, train, test, features, valid=None: protocol_data(p["protocol"], train, test, features, p["eval_negatives"],
+                                                                         valid, name="eval_negatives"))
 OBJECTIVES = {o.name: o for o in (RATING, IMPLICIT)}   # the `objective` parameter's choices

@@ -18,6 +18,7 @@ from .ratings import DUPLICATES
 from .splits import SPLIT_METHODS
 from .models import IMPLICIT_MODELS, MODELS, check_drop
 from .objectives import OBJECTIVES
+from .implicit import EVAL_PROTOCOLS
 from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS, fake_user_count, malicious_count
 from .strategies import STRATEGIES
@@ -128,6 +129,8 @@ PARAMETERS = (
     Param("local_epochs", 3, "passes over its data each sampled client makes per round", "training", number(lo=1, integer=True)),
     Param("batch_size", 256, "local mini-batch size", "training", number(lo=1, integer=True)),
     Param("lr", 3e-3, "clients' learning rate", "training", number(lo=0, lo_open=True)),
+    Param("item_lr", None, "client_optimizer 'sgd': the item tables' learning rate (PFedRec's: 0.1 x items x 80); None: lr",
+          "training", optional(number(lo=0, lo_open=True))),
     Param("client_optimizer", "adam", "'adam' (fresh each round) or 'sgd' (updates proportional to the gradient)", "training",
           choice("adam", "sgd")),
     Param("strategy", "fedavg", "'fedavg', 'fedavg_unweighted', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi'", "training",
@@ -148,6 +151,9 @@ PARAMETERS = (
     Param("loss", "bce", "implicit: 'bce' (NCF, PFedRec) or 'bpr'", "objective", choice("bce", "bpr")),
     Param("eval_negatives", 99, "implicit: sampled unrated items each held-out item is ranked against (99: the literature's; "
           "fewer: higher HR@10, not comparable across values)", "objective", number(lo=1, integer=True), data=True),
+    Param("protocol", "default", "implicit: 'default' (fedrec_nb's) or 'pfedrec' (PFedRec's code: validation split, its tie rule, "
+          "disjoint negatives, the test figure at the best validation round; `EVAL_PROTOCOLS`)", "objective",
+          choice(*EVAL_PROTOCOLS), data=True),
     # robust aggregation and simulated attackers
     Param("aggregator", "mean", "'mean', 'median', 'trimmed_mean', 'krum', 'multi_krum', 'norm_bound', 'foolsgold'", "robustness",
           choice(*AGGREGATORS)),
@@ -232,9 +238,27 @@ def _check_model_rules(p: dict):
     if p["private_refit_steps"] and not obj.rating_loss:
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: re-fits private rows to the ratings (MSE); "
                              f"use 0 with objective={obj.name!r}")
+    _check_protocol_rules(p)
     if drop_list(p["drop_inputs"]) and not obj.side_features:
         raise ParameterError(f"parameter drop_inputs={p['drop_inputs']!r}: the models of objective={obj.name!r} read no side "
                              "features; use ''")
+
+def _check_protocol_rules(p: dict):
+    "The evaluation protocol's and the per-part learning rate's combinations with the other parameters."
+    if p["item_lr"] is not None and p["client_optimizer"] != "sgd":
+        raise ParameterError(f"parameter item_lr={p['item_lr']}: a learning rate of the item tables' plain gradient steps; "
+                             f"use client_optimizer='sgd' (not {p['client_optimizer']!r}) or item_lr=None")
+    proto = EVAL_PROTOCOLS[p["protocol"]]
+    if proto.name == "default": return
+    given = f"parameter protocol={proto.name!r}"
+    if not OBJECTIVES[p["objective"]].ranked:
+        raise ParameterError(f"{given}: a top-N protocol (HR@10, NDCG@10); use objective='implicit', not {p['objective']!r}")
+    if p["engine"] == "flower": raise ParameterError(f"{given}: the built-in engines only; use engine='vectorized' or 'sequential'")
+    if proto.all_clients:
+        for name, ok in (("client_fraction", p["client_fraction"] == 1), ("client_dropout", p["client_dropout"] == 0),
+                         ("dp_noise_multiplier", p["dp_noise_multiplier"] == 0)):
+            if not ok: raise ParameterError(f"parameter {name}={p[name]} with {given}: that protocol trains every client in every "
+                                            f"round (no sampling, dropout or DP's Poisson draw); use protocol='default'")
 
 DP_NOISE_MAX = 1e6   # DP noise std on the sum of updates above which a float32 model's predictions may overflow
 

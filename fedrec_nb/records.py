@@ -20,8 +20,8 @@ from .parameters import PARAMS, resolve_params
 # %% auto #0
 __all__ = ['RESULT_FILES', 'data_fingerprint', 'save_checkpoint', 'latest_checkpoint', 'CheckpointError', 'load_checkpoint',
            'check_resume', 'rng_states', 'set_rng_states', 'weighted_mean', 'round_record', 'write_run_results',
-           'check_output_paths', 'RunLock', 'check_checkpoints', 'check_overwrite', 'compare_runs', 'plot_compare',
-           'papermill_value', 'main']
+           'check_output_paths', 'RunLock', 'check_checkpoints', 'best_round', 'select_final', 'check_overwrite',
+           'compare_runs', 'plot_compare', 'papermill_value', 'main']
 
 # %% ../nbs/06j_records.ipynb #1b2670ec
 import hashlib, os, pickle
@@ -185,6 +185,23 @@ def check_checkpoints(checkpoint_dir, params: dict):
     if diff:
         raise ParameterError(f"parameter checkpoint_dir={str(checkpoint_dir)!r}: {ck.name} is another run's checkpoint (other "
                              f"{', '.join(diff[:5])}); resume=True continues that run, or give another output_dir or checkpoint_dir")
+
+# %% ../nbs/06j_records.ipynb #23eb1ea7
+def best_round(history: list, key: str) -> int | None:
+    "0-based position of the record of `history` with the highest finite `key` (the earliest of equal ones); None when none has one."
+    v = np.array([h.get(key, np.nan) for h in history], float)
+    v[~np.isfinite(v)] = -np.inf
+    return int(np.argmax(v)) if len(v) and np.isfinite(v).any() and v.max() > -np.inf else None
+
+def select_final(history: list, key: str, best: dict, last: dict) -> dict:
+    """The final figures of a run that reports the best round by `key` (`best_round`): `best`, those of that round (computed
+    from what `run_rounds` kept of it), the last round's as `last_<name>`, the round as `selected_round` (1-based) and `key`'s
+    value as `selected_<key>`. Each figure `best` shares with the round's record must agree with it: another round's are refused."""
+    b = best_round(history, key)
+    if b is None: raise ValueError(f"no round has a finite {key!r} to select by")
+    off = [k for k in best if k in history[b] and not np.isclose(best[k], history[b][k], rtol=0, atol=1e-9, equal_nan=True)]
+    if off: raise ValueError(f"{off[0]}={best[off[0]]} is not round {b + 1}'s {history[b][off[0]]} (the best by {key}): kept from another round")
+    return {**best, **{f"last_{k}": v for k, v in last.items()}, "selected_round": b + 1, f"selected_{key}": history[b][key]}
 
 # %% ../nbs/06j_records.ipynb #c0a1b2c4
 def check_overwrite(output_dir, params: dict):

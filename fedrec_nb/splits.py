@@ -11,7 +11,7 @@ import pandas as pd
 from .ratings import RatingsData, id_order, id_rank
 
 # %% auto #0
-__all__ = ['SPLIT_METHODS', 'LOO_TIES', 'split_ratings', 'cold_start_users']
+__all__ = ['SPLIT_METHODS', 'LOO_TIES', 'split_ratings', 'leave_two_out', 'cold_start_users']
 
 # %% ../nbs/01d_splits.ipynb #9ab6c10e
 SPLIT_METHODS = ("random", "user", "temporal", "leave_one_out")
@@ -74,6 +74,17 @@ def split_ratings(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
                          f"the split ({int(leak.sum())} test rows): the ratings hold it more than once. Load them with "
                          "load_ratings(..., duplicates='last' or 'mean').")
     return train, test
+
+def leave_two_out(ratings: pd.DataFrame, # `user_id, item_id, rating, timestamp`
+                  ties="first_row",       # which rating at a user's latest second goes first (`LOO_TIES`; PFedRec's: 'first_row')
+                  seed=42,                # only for ties='random'
+                 ):
+    """`(train, valid, test)`: each user's latest rating as test, the latest of the rest as validation, both out of training;
+    `leave_one_out` twice with one tie rule. With 'first_row' it is PFedRec's split (pandas' `rank(method='first',
+    ascending=False)` per user: the earlier row of the file wins a timestamp tie)."""
+    rest, test = split_ratings(ratings, "leave_one_out", seed=seed, ties=ties)
+    train, valid = split_ratings(rest, "leave_one_out", seed=seed, ties=ties)
+    return train, valid, test
 
 def cold_start_users(train: pd.DataFrame, max_ratings=20):
     "Ids of users with at most `max_ratings` ratings in `train`."

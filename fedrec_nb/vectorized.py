@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from .features import Features, take_rows
-from .client import (ClientData, LocalConfig, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
+from .client import (ClientData, LocalConfig, part_lr, PrivateState, RoundUpdate, as_device, torch_threads, client_generator, ClientUpdates,
                               update_layout, update_problem, SparseRows, NEGATIVES_STREAM)
 from .models import model_inputs, row_params, dot_score, dot_score_grads
 from .objectives import OBJECTIVES
@@ -23,9 +23,9 @@ from .implicit import interaction_keys, sample_train_negatives, implicit_loss_fr
 
 # %% auto #0
 __all__ = ['unsupported_reason', 'supports', 'client_steps', 'plan_groups', 'batch_schedule', 'local_rows', 'client_slices',
-           'adam_step', 'sgd_factor', 'local_step', 'chunk_clients', 'default_slack', 'train_group',
-           'default_max_clients', 'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory',
-           'group_negatives', 'implicit_rows', 'dot_trainable', 'dot_group_rows', 'dot_blocks', 'train_dot_group']
+           'adam_step', 'local_step', 'chunk_clients', 'default_slack', 'train_group', 'default_max_clients',
+           'local_train_vectorized', 'client_update', 'relative_difference', 'peak_memory', 'group_negatives',
+           'implicit_rows', 'dot_trainable', 'dot_group_rows', 'dot_blocks', 'train_dot_group']
 
 # %% ../nbs/06d_vectorized.ipynb #48b8c990
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -145,14 +145,13 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, # te
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, -lr / (1 - b1 ** step))
 
-def sgd_factor(cfg: LocalConfig) -> float:
-    "Plain SGD's step is this times the gradient (`-lr`): linear, so a sparse path may scale a step's gradient by it and add the rows."
-    return -cfg.lr
-
-def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None):
-    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), else `adam_step` (a fresh Adam each round)."
-    if cfg.optimizer == "sgd": torch._foreach_add_(params, list(grads), alpha=sgd_factor(cfg))
-    else: adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
+def local_step(cfg: LocalConfig, params: list, grads: list, exp_avgs, exp_avg_sqs, step: int, step_tensor=None,
+               lrs: list | None = None):  # plain SGD: each tensor's learning rate (`part_lr`); None: `cfg.lr` for all
+    "The clients' optimizer rule on lists of tensors, in place: plain SGD (`cfg.optimizer='sgd'`), one fused step per learning rate, else `adam_step` (a fresh Adam each round)."
+    if cfg.optimizer != "sgd": return adam_step(params, list(grads), exp_avgs, exp_avg_sqs, step, cfg.lr, step_tensor=step_tensor)
+    lrs = lrs or [cfg.lr] * len(params)
+    for lr in sorted(set(lrs)):
+        torch._foreach_add_([p for p, l in zip(params, lrs) if l == lr], [g for g, l in zip(grads, lrs) if l == lr], alpha=-lr)
 
 # %% ../nbs/06d_vectorized.ipynb #1772f5fd
 def chunk_clients(sizes,             # rows of each client in order (batch sizes, or training rows)
@@ -211,7 +210,7 @@ def _group_implicit(forward, leaves, rows, mask, LU, LI, loss="bce", u0=0, i0=0)
 
 def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks, step, step_t, cfg):
     "One local step of the clients in `chunks` (runs `(a, b, width)`) on group rows `rows` `(K, width)`; returns their batch MSE."
-    leaves, params, ms, vs, mses, loss = [], [], [], [], [], 0.0
+    leaves, params, lrs, ms, vs, mses, loss = [], [], [], [], [], [], 0.0
     for a, b, w in chunks:
         mine = client_slices(P, kinds, bounds, a, b)
         lv = {n: t.detach().requires_grad_(True) for n, t in mine.items()}
@@ -220,10 +219,10 @@ def _train_step(mse_fn, kinds, bounds, P, m, v, anchor, rows, mask, cnt, chunks,
         if anchor is not None and cfg.mu > 0:
             start = client_slices({n: anchor[n] for n in lv if kinds[n] is not None}, kinds, bounds, a, b)
             loss = loss + cfg.mu / 2 * sum(((lv[n] - start.get(n, anchor[n])) ** 2).sum() for n in lv)
-        leaves += lv.values(); params += mine.values(); mses.append(mse.detach())
+        leaves += lv.values(); params += mine.values(); mses.append(mse.detach()); lrs += [part_lr(cfg, kinds[n] == "item") for n in mine]
         if m is not None: ms += client_slices(m, kinds, bounds, a, b).values(); vs += client_slices(v, kinds, bounds, a, b).values()
     grads = torch.autograd.grad(loss, leaves)
-    with torch.no_grad(): local_step(cfg, params, grads, ms, vs, step, step_t)
+    with torch.no_grad(): local_step(cfg, params, grads, ms, vs, step, step_t, lrs)
     return torch.cat(mses)
 
 _COMPILED = {}
@@ -649,15 +648,16 @@ def _dot_rows_sgd(form, P, items, mask, Kt, cfg, item_slot, n_rows, step):
     row_in = [col("user", k), col("item", idx), col("user_bias", k), col("item_bias", idx), col("offset", k)]
     row_in = [x if x is None or j < 2 else x.reshape(-1) for j, x in enumerate(row_in)]
     grads = dot_score_grads(c[idx], *row_in)
-    params, gs, back = [], [], []
+    params, gs, back, lrs = [], [], [], []
     for j, key in enumerate(("user", "item", "user_bias", "item_bias", "offset")):
         if key not in form: continue
         t = P[form[key]]
+        lrs.append(part_lr(cfg, key in ("item", "item_bias")))
         if key in ("item", "item_bias"):   # touched rows, gathered, stepped, written back
             params.append(row_in[j].view(-1, *t.shape[1:])); gs.append(grads[j].view(-1, *t.shape[1:])); back.append((t, len(params) - 1))
         else:                              # one row per client: its sum over the client's touched rows
             params.append(t[:Kt]); gs.append(torch.zeros_like(t[:Kt]).index_add_(0, k, grads[j].view(-1, *t.shape[1:])))
-    local_step(cfg, params, gs, None, None, step)
+    local_step(cfg, params, gs, None, None, step, lrs=lrs)
     for t, j in back: t.index_copy_(0, idx, params[j])
     return l.detach()
 
@@ -705,6 +705,7 @@ def _train_dot_block(form, kinds, P, anchor, users, items, cnt, steps, cfg, boun
     losses = torch.zeros(T, K, device=dev)
     mask_all = (torch.arange(W, device=dev) < cnt.to(dev)[..., None]).float()
     step_no = torch.arange(1, T + 1, dtype=torch.float32, device=dev)
+    lrs = [part_lr(cfg, kinds[n] == "item") for n in P]   # plain SGD: the item tables' own learning rate (`item_lr`)
     steps_cpu, Kt = steps.tolist(), K
     for t in range(T):
         while Kt > 0 and steps_cpu[Kt - 1] <= t: Kt -= 1   # clients are sorted by steps: the first Kt still train
@@ -717,6 +718,6 @@ def _train_dot_block(form, kinds, P, anchor, users, items, cnt, steps, cfg, boun
         ps, gs = cut(P), cut(G)
         if prox:
             for p, g, n in zip(ps, gs, P): g.add_(p - (anchor[n] if kinds[n] is None else anchor[n][:lim[n]]), alpha=cfg.mu)
-        local_step(cfg, ps, gs, cut(m) if adam else None, cut(v) if adam else None, t + 1, step_no[t])
+        local_step(cfg, ps, gs, cut(m) if adam else None, cut(v) if adam else None, t + 1, step_no[t], lrs)
         torch._foreach_zero_(gs)
     return losses

@@ -87,3 +87,18 @@ def test_each_attack_and_aggregator(tmp_path, mode):
     if mode.get("attack") == "promote_item": assert "test_er@10" in res["final"]
     shown = (tmp_path / "out.ipynb").read_text()
     assert mode["aggregator"] in shown and (mode.get("attack", "none") == "none" or mode["attack"] in shown)   # the run's label
+
+
+def test_pfedrec_protocol(tmp_path):
+    "protocol='pfedrec': validation figures every round, the reported test figures those of the best validation round."
+    res = _run(tmp_path, objective="implicit", split="leave_one_out", model="pfedrec", private_user_embeddings=True, rounds=3,
+               protocol="pfedrec", client_optimizer="sgd", lr=0.1, item_lr=20.0, strategy="fedavg_unweighted", num_negatives=2,
+               eval_negatives=20, central_epochs=0)
+    f, rounds = res["final"], res["rounds"]
+    assert res["params"]["protocol"] == "pfedrec" and res["params"]["item_lr"] == 20.0 and len(rounds) == 3
+    assert all(0 <= r["valid_hr@10"] <= 1 and 0 <= r["test_hr@10"] <= 1 for r in rounds)
+    best = max(range(3), key=lambda k: (rounds[k]["valid_hr@10"], -k))   # the earliest of the best
+    assert f["selected_round"] == best + 1 and f["selected_valid_hr@10"] == rounds[best]["valid_hr@10"]
+    assert f["test_hr@10"] == pytest.approx(rounds[best]["test_hr@10"], abs=1e-9)
+    assert f["last_test_hr@10"] == pytest.approx(rounds[-1]["test_hr@10"], abs=1e-9)
+    assert 0 <= f["test_hr@10_full"] <= f["test_hr@10"] and "last_test_hr@10_full" in f
