@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchjson import add_json_argument, write_json  # noqa: E402
 from fedrec_nb.splits import split_ratings  # noqa: E402
 from fedrec_nb.experiment import atomic_write, prepare_experiment  # noqa: E402
 from fedrec_nb.federated import run_federated  # noqa: E402
@@ -112,6 +113,7 @@ def main(argv=None):
     ap.add_argument("--own-config", action="store_true", help="--protocol pfedrec: the PFedRec-style model with CONFIGS, not PFEDREC_SETTINGS")
     ap.add_argument("--central", action="store_true", help="also most-popular, BPR-MF and NeuMF, central (a protocol with validation)")
     ap.add_argument("--set", default="{}", help='JSON overrides for every run, e.g. \'{"local_epochs": 2}\'')
+    add_json_argument(ap)
     a = ap.parse_args(argv)
     try: over = json.loads(a.set)
     except json.JSONDecodeError as e: ap.error(f"--set {a.set!r}: not JSON ({e})")
@@ -150,6 +152,8 @@ def main(argv=None):
         print(summary); lines += ["", "mean ± std over seeds " + ",".join(map(str, a.seeds)), summary]
         atomic_write(log, lambda p: Path(p).write_text("\n".join(lines) + "\n"))
     print(f"wrote {csv.relative_to(RESULTS.parents[1])} and {log.name}")
+    write_json(a.json, dict(dataset=a.dataset, protocol=a.protocol, seeds=a.seeds, engine=a.engine, device=a.device,
+                            sweep=a.sweep, rows=rows))
 
 if __name__ == "__main__":
     main()
