@@ -22,6 +22,7 @@ from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS, fake_user_count, malicious_count
 from .strategies import STRATEGIES
 from .client import MAX_UPDATE_VALUE
+from .privacy import ACCOUNTANTS
 
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'DP_NOISE_MAX', 'RECORDED', 'choice',
@@ -169,6 +170,8 @@ PARAMETERS = (
           number(lo=0)),
     Param("dp_clip", 1.0, "DP-FedAvg: L2 bound of each client's update", "privacy", number(lo=0, lo_open=True)),
     Param("dp_delta", 1e-5, "DP: the delta of (epsilon, delta)", "privacy", number(lo=0, hi=1, lo_open=True, hi_open=True)),
+    Param("dp_accountant", ACCOUNTANTS[0], "DP: Opacus's accountant of epsilon (and of the noise a target epsilon needs): 'rdp' "
+          "or 'prv' (tighter)", "privacy", choice(*ACCOUNTANTS)),
     Param("dp_seeded_noise", False, "DP: draw the noise from the run's seed (reproducible simulations; whoever has the seed can "
           "remove it); False: from the operating system's entropy", "privacy", boolean),
     # where and how it runs
