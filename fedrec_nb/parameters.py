@@ -141,6 +141,8 @@ PARAMETERS = (
           "training", boolean),
     Param("private_refit_steps", 0, "partition 'user' + private rows: Adam steps re-fitting them on the device after each round",
           "training", number(lo=0, integer=True)),
+    Param("private_refit_l2", 0.0, "the re-fit's ridge penalty: weight of each user's squared private rows beside its summed squared "
+          "errors (0: none)", "training", number(lo=0)),
     # what the clients fit
     Param("objective", "rating", "'rating' (MSE) or 'implicit' (top-N: positives against sampled negatives, split 'leave_one_out')",
           "objective", choice(*OBJECTIVES)),
@@ -262,6 +264,9 @@ def _check_defence_rules(p: dict):
     if p["private_refit_steps"] and not (p["private_user_embeddings"] is True and p["partition"] == "user"):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: needs private_user_embeddings=True and "
                              "partition='user' (each user's rows on one client)")
+    if p["private_refit_l2"] and not p["private_refit_steps"]:
+        raise ParameterError(f"parameter private_refit_l2={p['private_refit_l2']}: penalises the device re-fit, which "
+                             "private_refit_steps=0 turns off; give private_refit_steps (e.g. 5) or private_refit_l2=0")
     if p["aggregator"] in ("krum", "multi_krum"):
         per_round = max(1, int(round(p["client_fraction"] * p["num_clients"])))
         if per_round <= 2 * p["krum_f"] + 2:
