@@ -1,7 +1,7 @@
 """The figures of nbs/06m_privacy_robustness.ipynb: DP (epsilon against RMSE), untargeted attacks against every aggregator,
 targeted item promotion against the defences. Mean and std over seeds.
 
-    FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py dp [--seeds 0,1,2]
+    FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py dp [--seeds 0,1,2] [--accountant prv]
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py dp --dataset synthetic-ml-1m
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py untargeted
     FEDREC_DATA=<folder with ml-100k.zip> .venv/bin/python benchmarks/privacy_robustness_figures.py targeted
@@ -10,24 +10,29 @@ Every run goes through `fedrec_nb.federated.run_federated` on the random 90/10 s
 initialisation, client sampling, attackers and DP noise all follow the seed). Each part prints a markdown table and writes
 one row per run to benchmarks/results/privacy_robustness_<part>[_<dataset>].csv (the notebook draws its plots from them).
 
-- dp: one client per user, private user embeddings (they never leave the client and take no noise), biased MF, Poisson
-  sampling with q = client_fraction, DP-FedAvg with the fixed denominator q * N; epsilon at delta = 1e-5 from Opacus's RDP
-  accountant after all rounds. Noise multipliers chosen with `noise_for_epsilon` for target epsilons; the non-private run
-  is the same configuration without clipping or noise.
+- dp: one client per user, private user embeddings (they never leave the client and take no noise) re-fitted on the device
+  after every round as a ridge fit (`private_refit_steps`, `private_refit_l2`), biased MF, Poisson sampling with
+  q = client_fraction, DP-FedAvg with the fixed denominator q * N. The noise multiplier of each row is the smallest that
+  `--accountant` (`dp_accountant`: Opacus's 'rdp' or 'prv') needs for the target epsilon at delta = 1e-5 after all rounds
+  (`noise_for_epsilon`); the run records that accountant's epsilon, and every row also carries both accountants' epsilon
+  for its noise (epsilon_rdp, epsilon_prv). The non-private run is the same configuration without clipping or noise.
 - untargeted: 10 IID clients (the notebook's default model and schedule), 10% and 20% of them malicious, every attack
   against every aggregator; the clean row is plain FedAvg without attackers.
 - targeted: one client per user, 5% fake users promoting the default target (the most-rated film with fewer than 10
   training ratings); ER@10 = share of the users who did not rate it that find it in their top-10 of unrated films.
 """
 import argparse, time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import run_federated
-from fedrec_nb.privacy import noise_for_epsilon
+from fedrec_nb.parameters import DEFAULTS
+from fedrec_nb.privacy import ACCOUNTANTS, epsilon, noise_for_epsilon
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path("runs/privacy_robustness")
@@ -36,13 +41,12 @@ OUT = Path("runs/privacy_robustness")
 PER_USER = dict(model="mf", partition="user", private_user_embeddings=True, embedding_dim=8, batch_size=32, lr=0.02,
                 local_epochs=1, client_fraction=0.3, rounds=100, device="cpu", progress=False, plots=False)
 # DP settings: (label, target epsilon or None for the non-private run, run parameters)
-DP_GRID = [
-    ("non-private", None, dict(private_refit_steps=5)),
-    ("eps 10", 10.0, dict(dp_clip=0.1, server_lr=25.0, embedding_dim=2, private_refit_steps=5)),
-    ("eps 5", 5.0, dict(dp_clip=0.1, server_lr=20.0, embedding_dim=2, private_refit_steps=5)),
-    ("eps 2", 2.0, dict(dp_clip=0.1, server_lr=12.0, embedding_dim=1, private_refit_steps=5)),
-    ("eps 1", 1.0, dict(dp_clip=0.1, server_lr=8.0, embedding_dim=1, private_refit_steps=5)),
-    ("eps 0.5", 0.5, dict(dp_clip=0.1, server_lr=5.0, embedding_dim=1, private_refit_steps=5)),
+DP_GRID = [   # ridge re-fit of the private rows after every round (private_refit_l2: without it they fit the items' noise)
+    ("non-private", None, dict(private_refit_steps=5, private_refit_l2=10.0)),
+    ("eps 10", 10.0, dict(dp_clip=0.1, server_lr=25.0, private_refit_steps=5, private_refit_l2=10.0)),
+    ("eps 5", 5.0, dict(dp_clip=0.1, server_lr=25.0, private_refit_steps=5, private_refit_l2=10.0)),
+    # low epsilon: one factor (the dense noise falls on every coordinate, the signal mostly on the biases), 30 rounds
+    ("eps 1", 1.0, dict(dp_clip=0.1, server_lr=8.0, embedding_dim=1, rounds=30, private_refit_steps=5, private_refit_l2=10.0)),
 ]
 # untargeted: the notebook's default model and schedule, 10 IID clients
 IID = dict(model="mf", partition="iid", num_clients=10, rounds=5, local_epochs=1, batch_size=256, lr=1e-2, embedding_dim=32,
@@ -57,9 +61,9 @@ def ms(x, digits=4):
     return f"{x.mean():.{digits}f} ± {x.std():.{digits}f}"
 
 
-def run(exp, seed, **kw):
+def run(exp, seed, out=OUT / "run", **kw):
     t = time.perf_counter()
-    r = run_federated(seed=seed, output_dir=OUT / "run", overwrite=True, experiment=exp, ranking=False, **kw)   # one scratch folder for every run
+    r = run_federated(seed=seed, output_dir=out, overwrite=True, experiment=exp, ranking=False, **kw)   # a scratch folder
     f = r["final"]
     norms = [h["norm_median"] for h in r["rounds"] if h.get("norm_median") is not None]
     return dict(seed=seed, rmse=f["test_rmse"], mae=f["test_mae"], epsilon=f.get("epsilon"), er10=f.get("test_er@10"),
@@ -76,31 +80,51 @@ def save(rows, name):
     return df
 
 
-def part_dp(seeds, dataset, rounds, settings=None):
+def dp_row(seed, dataset, rounds, accountant, label, eps, kw):
+    "One row of the DP table: the run of setting `label` on `seed`'s split, with both accountants' epsilon for its noise."
+    torch.set_num_threads(1)
+    exp = prepare_experiment(dataset, None, seed, 0.1, "random", OUT / "dp")
+    p = dict(PER_USER, num_clients=exp.train.user_id.nunique(), **{"rounds": rounds, **kw})   # a setting may fix its rounds
+    rounds = p["rounds"]
+    if eps is not None:   # the noise the accountant needs; seeded: reproducible figures
+        p.update(dp_noise_multiplier=noise_for_epsilon(eps, p["client_fraction"], rounds, 1e-5, accountant),
+                 dp_accountant=accountant, dp_seeded_noise=True)
+    else: p.pop("dp_clip", None)
+    r = run(exp, seed, out=OUT / f"run_{seed}_{label.replace(' ', '_')}", **p)
+    z = p.get("dp_noise_multiplier", 0.0)
+    both = {f"epsilon_{a}": (epsilon(z, p["client_fraction"], rounds, 1e-5, a) if z else None) for a in ACCOUNTANTS}
+    row = dict(setting=label, target_epsilon=eps, accountant=accountant if z else None, noise_multiplier=z, dp_clip=p.get("dp_clip"),
+               server_lr=p.get("server_lr"), embedding_dim=p["embedding_dim"], refit_l2=p.get("private_refit_l2"), rounds=rounds,
+               clients=p["num_clients"], **r, **both)
+    print(row, flush=True)
+    return row
+
+
+def part_dp(seeds, dataset, rounds, accountant, settings=None, jobs=1):
     grid = [g for g in DP_GRID if settings is None or g[0] in settings]
-    rows = []
-    for seed in seeds:
-        exp = prepare_experiment(dataset, None, seed, 0.1, "random", OUT / "dp")
-        n = exp.train.user_id.nunique()
-        for label, eps, kw in grid:
-            p = dict(PER_USER, num_clients=n, rounds=rounds, **kw)
-            if eps is not None: p.update(dp_noise_multiplier=noise_for_epsilon(eps, p["client_fraction"], rounds, 1e-5), dp_seeded_noise=True)  # reproducible figures
-            r = run(exp, seed, **p)
-            rows.append(dict(setting=label, target_epsilon=eps, noise_multiplier=p.get("dp_noise_multiplier", 0.0),
-                             dp_clip=p.get("dp_clip"), server_lr=p.get("server_lr"), embedding_dim=p["embedding_dim"], **r))
-            print(rows[-1], flush=True)
-    df = save(rows, f"privacy_robustness_dp_{dataset}")
-    print(f"\nDP-FedAvg, {dataset}, one client per user ({n:,}), q = {PER_USER['client_fraction']}, {rounds} rounds, "
-          f"delta = 1e-5, seeds {seeds}\n")
-    print("| setting | noise multiplier | clip | server lr | dim | epsilon | RMSE | MAE | s/round |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    tasks = [(seed, dataset, rounds, accountant, *g) for seed in seeds for g in grid]
+    with ProcessPoolExecutor(jobs) as pool:   # one process per run (each at one torch thread): the runs are independent
+        rows = list(pool.map(dp_row, *zip(*tasks)))
+    n = rows[0]["clients"]
+    name = f"privacy_robustness_dp_{dataset}"
+    if settings is not None and (RESULTS / f"{name}.csv").exists():   # a partial run replaces only its own settings' rows
+        old = pd.read_csv(RESULTS / f"{name}.csv")
+        if "rounds" in old:   # a table of this grid's format (an older one is replaced whole)
+            keep = old[old.setting.isin([g[0] for g in DP_GRID]) & ~old.setting.isin(settings)]
+            rows = keep.to_dict("records") + rows
+            grid = [g for g in DP_GRID if g[0] in set(keep.setting) | set(settings)]
+    df = save(rows, name)
+    print(f"\nDP-FedAvg, {dataset}, one client per user ({n:,}), q = {PER_USER['client_fraction']}, {rounds} rounds unless a setting fixes its own, "
+          f"delta = 1e-5, noise chosen by the {accountant} accountant, seeds {seeds}\n")
+    print("| setting | rounds | noise multiplier | clip | server lr | dim | refit l2 | epsilon (rdp) | epsilon (prv) | RMSE | MAE | s/round |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, _, _ in grid:
         d = df[df.setting == label]
-        e = d.epsilon.dropna()
-        print(f"| {label} | {d.noise_multiplier.iloc[0]:.3f} | {d.dp_clip.iloc[0] if d.dp_clip.notna().any() else '-'} | "
-              f"{d.server_lr.iloc[0] if d.server_lr.notna().any() else '-'} | {d.embedding_dim.iloc[0]} | "
-              f"{e.iloc[0]:.3f} | " if len(e) else f"| {label} | 0 | - | - | {d.embedding_dim.iloc[0]} | inf | ", end="")
-        print(f"{ms(d.rmse)} | {ms(d.mae)} | {d.round_seconds.mean():.2f} |")
+        f = lambda c, fmt="{}": fmt.format(d[c].iloc[0]) if d[c].notna().any() else "-"
+        print(f"| {label} | {d['rounds'].iloc[0]} | {d.noise_multiplier.iloc[0]:.3f} | {f('dp_clip')} | {f('server_lr')} | {d.embedding_dim.iloc[0]} | "
+              f"{f('refit_l2')} | {f('epsilon_rdp', '{:.3f}') if d.epsilon_rdp.notna().any() else 'inf'} | "
+              f"{f('epsilon_prv', '{:.3f}') if d.epsilon_prv.notna().any() else 'inf'} | {ms(d.rmse)} | {ms(d.mae)} | "
+              f"{d.round_seconds.mean():.2f} |")
 
 
 def part_untargeted(seeds, rounds):
@@ -179,14 +203,17 @@ def main():
     ap.add_argument("part", choices=["dp", "untargeted", "targeted"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--dataset", default="ml-100k", help="dp only: ml-100k or synthetic-ml-1m")
-    ap.add_argument("--rounds", type=int, default=None, help="default: 30 (dp), 5 (untargeted), 30 (targeted)")
+    ap.add_argument("--rounds", type=int, default=None, help="default: 100 (dp), 5 (untargeted), 30 (targeted)")
     ap.add_argument("--clip", type=float, default=0.05, help="targeted: norm_bound's clip_norm")
+    ap.add_argument("--accountant", default=DEFAULTS["dp_accountant"], choices=ACCOUNTANTS,
+                    help="dp: the accountant that chooses the noise and records the run's epsilon (`dp_accountant`)")
+    ap.add_argument("--jobs", type=int, default=1, help="dp: runs at a time, one process each")
     ap.add_argument("--settings", default=None, help="dp: comma-separated labels of DP_GRID to run (default: all)")
     ap.add_argument("--aggregators", default=",".join(TARGETED), help="targeted: the defences compared")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     t = time.time()
-    if a.part == "dp": part_dp(seeds, a.dataset, a.rounds or 30, a.settings.split(",") if a.settings else None)
+    if a.part == "dp": part_dp(seeds, a.dataset, a.rounds or 100, a.accountant, a.settings.split(",") if a.settings else None, a.jobs)
     elif a.part == "untargeted": part_untargeted(seeds, a.rounds or 5)
     else: part_targeted(seeds, a.rounds or 30, a.clip, a.aggregators.split(","))
     print(f"\n{time.time() - t:.0f} s in all")

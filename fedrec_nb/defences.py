@@ -103,7 +103,8 @@ class Defences:
         if p["attack"] == "promote_item" and one_client_per_user: self.fakes = fake_user_count(num_clients, p["attack_fraction"])
         elif p["attack"] != "none": self.malicious = malicious_clients(num_clients, p["attack_fraction"], p["seed"])
         self.history, self._width = {}, 0   # foolsgold: client id -> the sum of its updates so far, (columns, values)
-        self.epsilons = (epsilon_per_round(p["dp_noise_multiplier"], p["client_fraction"], p["rounds"], p["dp_delta"])
+        self.epsilons = (epsilon_per_round(p["dp_noise_multiplier"], p["client_fraction"], p["rounds"], p["dp_delta"],
+                                           p["dp_accountant"])
                          if self.dp else None)
 
     def participants(self, round_idx: int):
@@ -146,7 +147,7 @@ class Defences:
         "The run's final defence figures: epsilon and its accountant (DP); the target's ER@10 under `net`'s scores and the attack's size."
         p, out = self.p, {}
         if self.epsilons is not None:
-            out.update(epsilon=self.epsilons[-1], dp_delta=p["dp_delta"], accountant="rdp (Opacus RDPAccountant)",
+            out.update(epsilon=self.epsilons[-1], dp_delta=p["dp_delta"], accountant=f"{p['dp_accountant']} (Opacus {p['dp_accountant'].upper()}Accountant)",
                        dp_sampling="poisson", dp_expected_clients=p["client_fraction"] * (self.num_clients + self.fakes),
                        dp_noise=("seeded by the run's seed: reproducible, and no protection against whoever has the seed"
                                  if p["dp_seeded_noise"] else "the operating system's entropy"),

@@ -148,10 +148,12 @@ REFIT_LR = 0.02   # Adam's learning rate when devices re-fit their private rows 
 
 def refit_private_rows(net: torch.nn.Module, global_params: dict, private: PrivateState, clients: list, owner: np.ndarray,
                        features: Features, u, i, y,   # every training row (each user's rows stay with the user's client)
-                       steps: int, lr: float):
+                       steps: int, lr: float,
+                       l2: float):   # `private_refit_l2`: ridge weight of each user's squared rows
     """Every client's private rows re-fitted to the current shared model on its own training rows: `steps` full-batch Adam
-    steps with the shared parameters frozen. Each user's loss involves only its own rows and ratings, so this batched
-    computation is what each device would compute alone; nothing is sent."""
+    steps with the shared parameters frozen, on the summed squared errors plus `l2` times the squared rows (ridge). Each
+    user's loss involves only its own rows and ratings, so this batched computation is what each device would compute
+    alone; nothing is sent."""
     for c in clients: private.get(c)
     dev = u.device
     tables = {n: private.assemble(n, owner).to(dev).requires_grad_(True) for n in private.names}
@@ -159,7 +161,7 @@ def refit_private_rows(net: torch.nn.Module, global_params: dict, private: Priva
     opt = torch.optim.Adam(list(tables.values()), lr=lr)
     batch = features.batch(u, i, model_inputs(net))
     for _ in range(steps):
-        loss = ((torch.func.functional_call(net, params, (batch,)) - y) ** 2).sum()
+        loss = ((torch.func.functional_call(net, params, (batch,)) - y) ** 2).sum() + l2 * sum((t ** 2).sum() for t in tables.values())
         opt.zero_grad(); loss.backward(); opt.step()
     with torch.no_grad():
         for cid, users in private.users.items():
@@ -323,7 +325,7 @@ class BuiltinRuntime(Runtime):
     def device_step(self, global_params):
         if self.rows is not None:
             refit_private_rows(self.net, global_params, self.private, self.fed.clients, self.fed.owner, self.features, *self.rows,
-                               self.p["private_refit_steps"], REFIT_LR)
+                               self.p["private_refit_steps"], REFIT_LR, self.p["private_refit_l2"])
 
     def serving(self, global_params): return serving_params(global_params, self.private, self.fed.owner, self.dev)
 

@@ -23,6 +23,7 @@ from .partitions import DEMOGRAPHIC_KEYS, PARTITIONS
 from .robust import AGGREGATORS, ATTACKS, fake_user_count, malicious_count
 from .strategies import STRATEGIES
 from .client import MAX_UPDATE_VALUE
+from .privacy import ACCOUNTANTS
 
 # %% auto #0
 __all__ = ['PARAMETERS', 'PARAMS', 'DEFAULTS', 'DATA_KEYS', 'RESUMABLE', 'FLOWER_ONLY', 'DP_NOISE_MAX', 'RECORDED', 'choice',
@@ -143,6 +144,8 @@ PARAMETERS = (
           "training", boolean),
     Param("private_refit_steps", 0, "partition 'user' + private rows: Adam steps re-fitting them on the device after each round",
           "training", number(lo=0, integer=True)),
+    Param("private_refit_l2", 0.0, "the re-fit's ridge penalty: weight of each user's squared private rows beside its summed squared "
+          "errors (0: none)", "training", number(lo=0)),
     # what the clients fit
     Param("objective", "rating", "'rating' (MSE) or 'implicit' (top-N: positives against sampled negatives, split 'leave_one_out')",
           "objective", choice(*OBJECTIVES)),
@@ -175,6 +178,8 @@ PARAMETERS = (
           number(lo=0)),
     Param("dp_clip", 1.0, "DP-FedAvg: L2 bound of each client's update", "privacy", number(lo=0, lo_open=True)),
     Param("dp_delta", 1e-5, "DP: the delta of (epsilon, delta)", "privacy", number(lo=0, hi=1, lo_open=True, hi_open=True)),
+    Param("dp_accountant", ACCOUNTANTS[0], "DP: Opacus's accountant of epsilon (and of the noise a target epsilon needs): 'rdp' "
+          "or 'prv' (tighter)", "privacy", choice(*ACCOUNTANTS)),
     Param("dp_seeded_noise", False, "DP: draw the noise from the run's seed (reproducible simulations; whoever has the seed can "
           "remove it); False: from the operating system's entropy", "privacy", boolean),
     # where and how it runs
@@ -283,6 +288,9 @@ def _check_defence_rules(p: dict):
     if p["private_refit_steps"] and not (p["private_user_embeddings"] is True and p["partition"] == "user"):
         raise ParameterError(f"parameter private_refit_steps={p['private_refit_steps']}: needs private_user_embeddings=True and "
                              "partition='user' (each user's rows on one client)")
+    if p["private_refit_l2"] and not p["private_refit_steps"]:
+        raise ParameterError(f"parameter private_refit_l2={p['private_refit_l2']}: penalises the device re-fit, which "
+                             "private_refit_steps=0 turns off; give private_refit_steps (e.g. 5) or private_refit_l2=0")
     if p["aggregator"] in ("krum", "multi_krum"):
         per_round = max(1, int(round(p["client_fraction"] * p["num_clients"])))
         if per_round <= 2 * p["krum_f"] + 2:

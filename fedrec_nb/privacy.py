@@ -76,11 +76,11 @@ def dp_aggregate_sparse(S: SparseUpdates,          # the sampled clients' touche
     return _noised(sparse_weighted_sum(S, factor), norms, clip, noise_multiplier, expected_clients, generator)
 
 # %% ../nbs/06f_privacy.ipynb #410d3753
-ACCOUNTANTS = ("rdp", "prv")
+ACCOUNTANTS = ("rdp", "prv")   # Opacus's accountants; the first is the default (`dp_accountant`)
 
 def _check_accounting(noise_multiplier, sample_rate, rounds, delta, accountant):
     if accountant not in ACCOUNTANTS:
-        raise ValueError(f"parameter accountant={accountant!r}: must be one of {list(ACCOUNTANTS)}")
+        raise ValueError(f"parameter dp_accountant={accountant!r}: must be one of {list(ACCOUNTANTS)}")
     if not (noise_multiplier >= 0 and math.isfinite(noise_multiplier)):
         raise ValueError(f"parameter dp_noise_multiplier={noise_multiplier!r}: must be >= 0 and finite")
     if not 0 < sample_rate <= 1: raise ValueError(f"parameter sample_rate={sample_rate!r}: must be in (0, 1]")
@@ -111,7 +111,7 @@ def epsilon(noise_multiplier: float,    # z (`dp_noise_multiplier`); 0 means no 
             sample_rate: float,         # q: each client's probability of taking part in a round
             rounds: int,                # T
             delta: float = 1e-5,        # `dp_delta`
-            accountant: str = "rdp",    # 'rdp' or 'prv' (Opacus)
+            accountant: str = ACCOUNTANTS[0],    # `dp_accountant`: 'rdp' or 'prv' (Opacus)
            ) -> float:
     "Epsilon at `delta` after `rounds` rounds of the Poisson-subsampled Gaussian mechanism (Opacus's accountant)."
     _check_accounting(noise_multiplier, sample_rate, rounds, delta, accountant)
@@ -127,7 +127,7 @@ def epsilon_per_round(noise_multiplier: float,  # z (`dp_noise_multiplier`); 0 m
                       sample_rate: float,       # q: each client's probability of taking part in a round
                       rounds: int,              # T
                       delta: float = 1e-5,      # `dp_delta`
-                      accountant: str = "rdp",  # 'rdp' (fast for every round) or 'prv' (one computation per round)
+                      accountant: str = ACCOUNTANTS[0],  # 'rdp' (fast for every round) or 'prv' (one computation per round)
                      ) -> list[float]:
     "Epsilon at `delta` after each of rounds 1..T; the last value is `epsilon(...)` for T rounds."
     _check_accounting(noise_multiplier, sample_rate, rounds, delta, accountant)
@@ -142,7 +142,7 @@ def epsilon_per_round(noise_multiplier: float,  # z (`dp_noise_multiplier`); 0 m
                              noise_multiplier, sample_rate, delta, accountant)
 
 def noise_for_epsilon(target_epsilon: float, sample_rate: float, rounds: int, delta: float = 1e-5,
-                      accountant: str = "rdp") -> float:
+                      accountant: str = ACCOUNTANTS[0]) -> float:
     "The smallest noise multiplier z whose epsilon after `rounds` is at most `target_epsilon` (Opacus's search)."
     _check_accounting(1.0, sample_rate, rounds, delta, accountant)
     if not target_epsilon > 0: raise ValueError(f"parameter target_epsilon={target_epsilon!r}: must be > 0")

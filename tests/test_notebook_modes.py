@@ -57,6 +57,17 @@ def test_dp_and_an_attack_with_a_robust_aggregator(tmp_path):
     assert "median · sign_flip 20%" in table.model.iloc[0] and "epsilon" not in table
 
 
+def test_dp_accountant_prv(tmp_path):
+    "dp_accountant='prv': every round's epsilon and the final one are the PRV accountant's (tighter than RDP's), named so."
+    from fedrec_nb.privacy import epsilon
+    res = _run(tmp_path, dp_noise_multiplier=1.0, dp_clip=0.5, client_fraction=0.5, num_clients=10, dp_accountant="prv",
+               central_epochs=0)
+    prv, rdp = (epsilon(1.0, 0.5, 2, 1e-5, a) for a in ("prv", "rdp"))
+    assert res["params"]["dp_accountant"] == "prv" and res["final"]["accountant"] == "prv (Opacus PRVAccountant)"
+    assert res["final"]["epsilon"] == pytest.approx(prv, rel=1e-9) and prv < rdp
+    assert res["rounds"][0]["epsilon"] == pytest.approx(epsilon(1.0, 0.5, 1, 1e-5, "prv"), rel=1e-9)
+
+
 def test_flower_with_private_user_rows(tmp_path):
     pytest.importorskip("flwr")
     res = _run(tmp_path, engine="flower", private_user_embeddings=True, num_clients=3, rounds=1, central_epochs=0)
