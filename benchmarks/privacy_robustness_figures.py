@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchjson import add_json_argument, write_json
 from fedrec_nb.experiment import prepare_experiment
 from fedrec_nb.federated import run_federated
 from fedrec_nb.parameters import DEFAULTS
@@ -72,7 +73,11 @@ def run(exp, seed, out=OUT / "run", **kw):
                 norm_median=float(np.median(norms)) if norms else None)
 
 
+SAVED: dict = {}   # name -> rows of every table this invocation wrote (what --json writes)
+
+
 def save(rows, name):
+    SAVED[name] = [dict(r) for r in rows]
     RESULTS.mkdir(exist_ok=True)
     df = pd.DataFrame(rows)
     p = RESULTS / f"{name}.csv"
@@ -210,6 +215,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="dp: runs at a time, one process each")
     ap.add_argument("--settings", default=None, help="dp: comma-separated labels of DP_GRID to run (default: all)")
     ap.add_argument("--aggregators", default=",".join(TARGETED), help="targeted: the defences compared")
+    add_json_argument(ap)
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     t = time.time()
@@ -217,6 +223,7 @@ def main():
     elif a.part == "untargeted": part_untargeted(seeds, a.rounds or 5)
     else: part_targeted(seeds, a.rounds or 30, a.clip, a.aggregators.split(","))
     print(f"\n{time.time() - t:.0f} s in all")
+    write_json(a.json, dict(part=a.part, seeds=seeds, dataset=a.dataset, accountant=a.accountant, tables=SAVED))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchjson import add_json_argument, write_json  # noqa: E402
 from fedrec_nb.experiment import atomic_write, prepare_experiment  # noqa: E402
 from fedrec_nb.federated import run_federated  # noqa: E402
 from fedrec_nb.parameters import DEFAULTS  # noqa: E402
@@ -55,6 +56,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--accountant", default=DEFAULTS["dp_accountant"], choices=ACCOUNTANTS)
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
+    add_json_argument(ap)
     a = ap.parse_args(argv)
     tasks = [(m, e, s, a.rounds, a.accountant) for s in a.seeds for m in MODELS for e in EPSILONS]
     with ProcessPoolExecutor(a.jobs) as pool: rows = list(pool.map(one, *zip(*tasks)))
@@ -64,6 +66,7 @@ def main(argv=None):
     g = df.groupby(["run", "target_epsilon"], dropna=False, sort=False)
     print(f"\nDP-FedAvg top-N, ML-100K, one client per user, q = 0.3, {a.rounds} rounds, noise by {a.accountant}, seeds {a.seeds}\n")
     print(g[["epsilon_rdp", "epsilon_prv", "sampled_hr10", "sampled_ndcg10", "full_hr10", "full_ndcg10"]].mean().round(4).to_string())
+    write_json(a.json, dict(seeds=a.seeds, rounds=a.rounds, accountant=a.accountant, rows=rows))
 
 
 if __name__ == "__main__":

@@ -82,3 +82,18 @@ def test_built_in_engines_do_not_import_flwr():
             "assert not [m for m in sys.modules if m.split('.')[0] == 'flwr'], 'flwr imported'\nprint('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_every_benchmark_writes_its_figures_as_json_one_way(tmp_path):
+    "Each script in benchmarks/ takes `--json PATH` and writes through `benchjson` (the machine's fields in one place)."
+    import importlib.util
+    bench = ROOT / "benchmarks"
+    scripts = [p for p in sorted(bench.glob("*.py")) if p.name != "benchjson.py"]
+    missing = [p.name for p in scripts if "add_json_argument(" not in (s := p.read_text()) or "write_json(" not in s]
+    assert not missing, f"benchmarks without --json through benchjson: {missing}"
+    spec = importlib.util.spec_from_file_location("benchjson", bench / "benchjson.py")
+    bj = importlib.util.module_from_spec(spec); spec.loader.exec_module(bj)
+    bj.write_json(tmp_path / "f" / "x.json", dict(rows=[dict(a=1.5)]))
+    got = json.loads((tmp_path / "f" / "x.json").read_text())
+    assert got["rows"] == [dict(a=1.5)] and {"threads", "cpu", "cores", "torch", "python"} <= set(got["machine"])
+    assert not list((tmp_path / "f").glob("*.tmp"))
