@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
 
 from .features import Features
 from .models import model_inputs
@@ -22,8 +24,8 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 __all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'part_lr', 'client_generator', 'PrivateState',
            'SparseRows', 'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem',
            'accept_updates', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates',
-           'accumulate', 'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'train_client',
-           'build_clients', 'sample_clients', 'local_train_sequential']
+           'accumulate', 'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'LocalOptimizer',
+           'train_client', 'build_clients', 'sample_clients', 'local_train_sequential']
 
 # %% ../nbs/06b_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -324,6 +326,34 @@ def client_negatives(c: ClientData, n_items: int, cfg: LocalConfig, g: torch.Gen
     keys = interaction_keys(c.users.cpu(), c.items.cpu(), n_items)
     return [sample_train_negatives(c.users.cpu(), keys, n_items, cfg.num_negatives, g) for _ in range(cfg.local_epochs)]
 
+class LocalOptimizer:
+    """A client's `torch.optim.Adam` or `torch.optim.SGD` (`foreach=True`, a fresh one each round), stepped through the
+    functions their `step()` calls (`torch.optim.adam.adam`, `torch.optim.sgd.sgd`): the same arithmetic, without the
+    `torch._dynamo` import (about 1 s) that the first `torch.optim` optimizer of a process costs, paid by every message
+    of a Flower deployment (each starts a fresh ClientApp process). `groups`: `(tensors, learning rate)` pairs."""
+    def __init__(self, groups: list, optimizer: str = "adam"):
+        self.groups, self.adam = [(list(ps), float(lr)) for ps, lr in groups if len(ps)], optimizer != "sgd"
+        zeros = lambda ps: [torch.zeros_like(p, memory_format=torch.preserve_format) for p in ps]
+        self.state = [(zeros(ps), zeros(ps), [torch.tensor(0.0) for _ in ps]) for ps, _ in self.groups]
+        self.seen = [[False] * len(ps) for ps, _ in self.groups]   # a tensor that had a gradient keeps a (zero) one
+
+    def step(self, loss: torch.Tensor):
+        "`zero_grad(set_to_none=False)`, `loss.backward()`, `step()`: one step of every tensor that has had a gradient."
+        flat = [p for ps, _ in self.groups for p in ps]
+        grads = iter(torch.autograd.grad(loss, flat, allow_unused=True))
+        with torch.no_grad():
+            for (ps, lr), (m, v, t), seen in zip(self.groups, self.state, self.seen):
+                gs = [next(grads) for _ in ps]
+                for j, g in enumerate(gs): seen[j] = seen[j] or g is not None
+                on = [j for j in range(len(ps)) if seen[j]]
+                p_, g_ = [ps[j] for j in on], [gs[j] if gs[j] is not None else torch.zeros_like(ps[j]) for j in on]
+                if not on: continue
+                if self.adam:
+                    adam(p_, g_, [m[j] for j in on], [v[j] for j in on], [], [t[j] for j in on], foreach=True, amsgrad=False,
+                         beta1=0.9, beta2=0.999, lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)
+                else: sgd(p_, g_, [None] * len(on), foreach=True, weight_decay=0.0, momentum=0.0, lr=lr, dampening=0.0,
+                          nesterov=False, maximize=False)
+
 def train_client(model: torch.nn.Module,  # the network (its own parameters are not used or changed)
                  shared_params: dict,     # name -> tensor: the global model at the start of the round (on `device`)
                  client: ClientData,      # the client's rows
@@ -351,9 +381,8 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
     params, users, items, lu, li = _client_view(model, glob, c, private_rows, device,
                                                 torch.cat([n.reshape(-1) for n in negs]) if implicit else None)
     anchor = {n: p.detach().clone() for n, p in params.items()} if cfg.mu > 0 else None
-    groups = [dict(params=[t for n, t in params.items() if (n in model.item_params) == it], lr=part_lr(cfg, it)) for it in (False, True)]
-    opt = (torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, foreach=True) if cfg.optimizer == "sgd" else
-           torch.optim.Adam(list(params.values()), lr=cfg.lr, foreach=True))
+    opt = LocalOptimizer([([t for n, t in params.items() if (n in model.item_params) == it], part_lr(cfg, it)) for it in (False, True)]
+                         if cfg.optimizer == "sgd" else [(list(params.values()), cfg.lr)], cfg.optimizer)
     u, i, y = c.users.to(device), c.items.to(device), c.ratings.to(device)
     for e in range(cfg.local_epochs):
         order = torch.randperm(c.n_train, generator=g).to(device)
@@ -368,9 +397,7 @@ def train_client(model: torch.nn.Module,  # the network (its own parameters are 
             loss = mse
             if anchor is not None:
                 loss = loss + cfg.mu / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in params.items())
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            opt.step()
+            opt.step(loss)
             losses.append(mse.detach())
     with torch.no_grad():
         update = {}

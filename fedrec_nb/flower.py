@@ -16,16 +16,17 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 # %% auto #0
-__all__ = ['client_app', 'PULL_INTERVAL', 'server_app', 'SECAGG_REFUSED', 'secagg_client_app', 'secagg_server_app',
-           'params_from_run_config', 'run_config_from_params', 'arrays_record', 'record_tensors', 'update_record',
-           'record_update', 'Node', 'node_folder', 'save_node_meta', 'load_node', 'node_topn', 'node_topn_sums',
-           'node_step', 'settle_private', 'handle_message', 'make_client_app', 'wait_for_nodes', 'exchange',
-           'round_line', 'log_round', 'check_eval_sums', 'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal',
-           'make_server_app', 'run_flower', 'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree',
-           'still_running', 'end_processes', 'LocalDeployment', 'check_insecure_host', 'check_host', 'credential_lines',
-           'node_key_line', 'connection_line', 'node_line', 'run_line', 'secure_commands', 'render_commands',
-           'SecureDeployment', 'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy',
-           'serve_secagg', 'make_secagg_server_app']
+__all__ = ['client_app', 'PULL_INTERVAL', 'server_app', 'SUPEREXEC_POLL_ENV', 'SUPEREXEC_POLL', 'SECAGG_REFUSED',
+           'secagg_client_app', 'secagg_server_app', 'params_from_run_config', 'run_config_from_params',
+           'arrays_record', 'record_tensors', 'update_record', 'record_update', 'Node', 'node_folder', 'save_node_meta',
+           'load_node', 'node_topn', 'node_topn_sums', 'node_step', 'settle_private', 'handle_message',
+           'make_client_app', 'wait_for_nodes', 'exchange', 'round_line', 'log_round', 'check_eval_sums',
+           'check_topn_sums', 'FlowerRuntime', 'serve', 'SecAggFinal', 'make_server_app', 'run_flower',
+           'check_flower_params', 'free_port', 'wait_log', 'wait_port', 'process_tree', 'still_running',
+           'end_processes', 'LocalDeployment', 'check_insecure_host', 'check_host', 'credential_lines', 'node_key_line',
+           'connection_line', 'node_line', 'run_line', 'secure_commands', 'render_commands', 'SecureDeployment',
+           'check_secagg_params', 'SecAggNodeClient', 'make_secagg_client_app', 'SecAggFedStrategy', 'serve_secagg',
+           'make_secagg_server_app']
 
 # %% ../nbs/06l_flower.ipynb #31c90490
 import math
@@ -629,6 +630,8 @@ def check_flower_params(p: dict):
     if p["secure_aggregation"]: check_secagg_params(p)
 
 # %% ../nbs/06l_flower.ipynb #15eadd55
+SUPEREXEC_POLL_ENV, SUPEREXEC_POLL = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL", 0.1   # flwr 1.42's variable; seconds (its default 1.0)
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
@@ -717,6 +720,7 @@ class LocalDeployment:
         bindir = str(Path(sys.executable).parent)
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
         self.env["FLWR_HOME"] = str(self.workdir / "flwr_home")
+        self.env.setdefault(SUPEREXEC_POLL_ENV, str(SUPEREXEC_POLL))   # flwr's SuperExec looks for work every 1 s by default
 
     def _start(self, args, name):
         log = self.workdir / f"{name}.log"

@@ -313,3 +313,42 @@ def test_resume_on_cuda_gives_the_uninterrupted_metrics(tmp_path):
     resumed = run_federated(output_dir=tmp_path / "cut", resume=True, **kw)
     assert resumed["resume"]["from_round"] == 2
     assert resumed["final"]["test_rmse"] == pytest.approx(full["final"]["test_rmse"], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_local_optimizer_is_torch_optim_step_for_step(kind):
+    "`LocalOptimizer` gives `torch.optim`'s numbers bit for bit, a tensor that skips a step included (it keeps a zero gradient)."
+    from fedrec_nb.client import LocalOptimizer
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=g), torch.randn(4, generator=g), torch.randn(2, generator=g)]
+    data = torch.randn(6, 3, generator=g)
+    def loss(ps, k):   # the last tensor joins only from the second step on
+        out = (data @ ps[0].T).pow(2).mean() + ps[1].sin().sum()
+        return out + (ps[2].pow(3).sum() if k > 0 else 0)
+    a = [t.clone().requires_grad_(True) for t in start]
+    b = [t.clone().requires_grad_(True) for t in start]
+    groups = [([a[0], a[2]], 0.05), ([a[1]], 0.2)] if kind == "sgd" else [(a, 0.05)]
+    ref = (torch.optim.SGD([dict(params=[b[0], b[2]], lr=0.05), dict(params=[b[1]], lr=0.2)], lr=0.05, foreach=True)
+           if kind == "sgd" else torch.optim.Adam(b, lr=0.05, foreach=True))
+    opt = LocalOptimizer(groups, kind)
+    for k in range(4):
+        opt.step(loss(a, k))
+        ref.zero_grad(set_to_none=False); loss(b, k).backward(); ref.step()
+        for x, y in zip(a, b): assert torch.equal(x.detach(), y.detach())
+
+
+def test_a_client_trains_without_importing_torch_dynamo():
+    "A fresh process (a Flower ClientApp's, per message) trains a client without `torch._dynamo` (about 1 s to import)."
+    code = ("import sys, torch\n"
+            "from fedrec_nb.client import ClientData, LocalConfig, train_client\n"
+            "from fedrec_nb.features import encode_features, encode_ratings\n"
+            "from fedrec_nb.models import build_model\n"
+            "from fedrec_nb.synthetic import synthetic_movielens\n"
+            "syn = synthetic_movielens(n_users=20, n_items=80, n_ratings=600, seed=1); f = encode_features(syn)\n"
+            "u, i, y = encode_ratings(syn.ratings, f); net = build_model('mf', f, 4)\n"
+            "g = {n: p.detach().clone() for n, p in net.named_parameters()}\n"
+            "for opt in ('adam', 'sgd'): train_client(net, g, ClientData(0, u, i, y), None, LocalConfig(1, 32, 0.01, optimizer=opt), 0, 0, f)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
