@@ -3,11 +3,14 @@
     FEDREC_DATA=<folder with ml-100k.zip> python benchmarks/bench_scale.py [--sizes 943 6040 20000 138493]
         [--configs fedavg dp median fedmf] [--rounds 2] [--json results/scale.json] [--plot results/scale.png]
 
-Every (size, configuration) runs in a fresh process at 1 torch thread, so that its peak resident memory (`ru_maxrss`)
-is its own: the data (943: ML-100K when it is there, else the synthetic twin; 6,040: `synthetic-ml-1m`; any other
+Every size runs in a fresh process at 1 torch thread, its configurations one after another (the split, the features and
+the clients built once per objective; each configuration from the same initial model), so its peak resident memory
+(`ru_maxrss`, the process's high-water mark: a configuration's figure is the peak up to the end of its rounds) is the
+size's own. The data (943: ML-100K when it is there, else the synthetic twin; 6,040: `synthetic-ml-1m`; any other
 size: `synthetic_ml20m(scale=size / 138,493)`, the ML-20M shape's users and ratings per user, 138,493 being the whole
 `synthetic-ml-20m`) is generated once per size by a process of its own (its seconds and peak are printed too) and
-cached as a pickle (`--cache`). The run is the loop of `run_federated` (`fedrec_nb.federated.run_rounds`: plan, local
+cached as a pickle (`--cache`). `python benchmarks/bench_scale.py --merge A.json B.json ... --json C.json --plot C.png`
+puts the rows of several runs in one table and one plot. The run is the loop of `run_federated` (`fedrec_nb.federated.run_rounds`: plan, local
 training of every client on the vectorized engine, the server's combination and step) on the built-in runtime, without
 checkpoints or final results; the figure is the mean `train_seconds` of rounds 2.. (the first is a warm-up; with
 `--rounds 1`, the first). Configurations (one client per user, private user rows):
@@ -58,11 +61,14 @@ def child_generate(size: int, path: str):
     d = make_data(size)
     s = time.perf_counter() - t
     with open(path, "wb") as f: pickle.dump(d, f, protocol=pickle.HIGHEST_PROTOCOL)
-    print(json.dumps(dict(users=int(d.ratings.user_id.nunique()), items=len(d.items), ratings=len(d.ratings), name=d.name,
-                          gen_seconds=s, gen_peak_gb=peak_gb())))
+    stats = json.dumps(dict(users=int(d.ratings.user_id.nunique()), items=len(d.items), ratings=len(d.ratings), name=d.name,
+                            gen_seconds=s, gen_peak_gb=peak_gb()))
+    Path(path + ".json").write_text(stats)   # with the pickle: a later run of the same size reuses both (--keep)
+    print(stats)
 
 
-def child_run(size: int, config: str, path: str, rounds: int):
+def child_run(size: int, configs: str, path: str, rounds: int):
+    "Every configuration of `configs` (comma-separated) on one process: the split and the federation built once per objective."
     import pickle
     import torch
     torch.set_num_threads(1)
@@ -72,35 +78,42 @@ def child_run(size: int, config: str, path: str, rounds: int):
     from fedrec_nb.federated import BuiltinRuntime, RunState, run_rounds
     from fedrec_nb.federation import build_federation, private_names
     from fedrec_nb.client import PrivateState
+    from fedrec_nb.parameters import resolve_params
     from fedrec_nb.splits import split_ratings
     from fedrec_nb.strategies import make_strategy
     t0 = time.perf_counter()
     with open(path, "rb") as f: data = pickle.load(f)
-    kw = CONFIGS[config]
-    split = "leave_one_out" if kw.get("objective") == "implicit" else "random"
-    train, test = split_ratings(data.ratings, split, 0.1, 0)
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_scale_run"
-    exp = Experiment(data, train, test, encode_features(data), dict(dataset=data.name, seed=0, test_size=0.1, split=split), out)
-    n = int(train.user_id.nunique())
-    p = dict(partition="user", num_clients=n, private_user_embeddings=True, client_fraction=1.0, rounds=rounds, seed=0,
-             threads=1, output_dir=str(out), **kw)
-    fed = build_federation(p, exp)
-    p = fed.params
-    net = fed.model
-    state = RunState({k: v.detach().clone() for k, v in net.named_parameters()})
-    strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
-    private = PrivateState(private_names(p, net), state.global_params)
-    runtime = BuiltinRuntime(fed, p, net, private, torch.device("cpu"))
-    guard = Defences(p, len(fed.clients), net)
-    setup_s, setup_peak = time.perf_counter() - t0, peak_gb()
-    run_rounds(runtime, fed, p, strat, guard, state)
-    h = state.history
-    timed = h[1:] if len(h) > 1 else h
-    print(json.dumps(dict(size=size, config=config, clients=len(fed.clients), train_ratings=len(train),
-                          seconds_per_round=sum(r["train_seconds"] for r in timed) / len(timed),
-                          round_seconds=[r["train_seconds"] for r in h], eval_seconds=[r["seconds"] - r["train_seconds"] for r in h],
-                          engine=runtime.name, setup_seconds=setup_s, setup_peak_gb=setup_peak, peak_gb=peak_gb(),
-                          epsilon=h[-1].get("epsilon"))))
+    out, feds = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_scale_run", {}
+    for config in configs.split(","):
+        kw = CONFIGS[config]
+        split = "leave_one_out" if kw.get("objective") == "implicit" else "random"
+        if split not in feds:   # the split, the features, the clients and the model: once per objective
+            train, test = split_ratings(data.ratings, split, 0.1, 0)
+            exp = Experiment(data, train, test, encode_features(data), dict(dataset=data.name, seed=0, test_size=0.1, split=split), out)
+            base = dict(partition="user", num_clients=int(train.user_id.nunique()), private_user_embeddings=True, client_fraction=1.0,
+                        rounds=rounds, seed=0, threads=1, output_dir=str(out), **kw)
+            feds[split] = build_federation(base, exp)
+        fed = feds[split]
+        p = resolve_params({**{k: v for k, v in fed.params.items() if k in base}, **kw})
+        net = fed.model
+        with torch.no_grad():
+            for n, t in net.named_parameters(): t.copy_(fed.initial_params[n])   # every configuration from the same start
+        state = RunState({k: v.detach().clone() for k, v in net.named_parameters()})
+        strat = make_strategy(p["strategy"], p["server_lr"], p["mu"])
+        private = PrivateState(private_names(p, net), state.global_params)
+        runtime = BuiltinRuntime(fed, p, net, private, torch.device("cpu"))
+        guard = Defences(p, len(fed.clients), net)
+        setup_s, setup_peak = time.perf_counter() - t0, peak_gb()
+        run_rounds(runtime, fed, p, strat, guard, state)
+        h = state.history
+        timed = h[1:] if len(h) > 1 else h
+        print(json.dumps(dict(size=size, config=config, clients=len(fed.clients), train_ratings=len(fed.train[0]),
+                              seconds_per_round=sum(r["train_seconds"] for r in timed) / len(timed),
+                              round_seconds=[r["train_seconds"] for r in h], eval_seconds=[r["seconds"] - r["train_seconds"] for r in h],
+                              engine=runtime.name, setup_seconds=setup_s, setup_peak_gb=setup_peak, peak_gb=peak_gb(),
+                              epsilon=h[-1].get("epsilon"))), flush=True)
+        del runtime, guard, state, private
+        t0 = time.perf_counter()
 
 
 def cpu_model() -> str:
@@ -114,7 +127,8 @@ def run_child(args, log):
     if r.returncode != 0:
         log(f"  failed ({' '.join(map(str, args))}): {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
         return None
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    lines = [json.loads(l) for l in r.stdout.strip().splitlines() if l.startswith("{")]
+    return lines if args[0] == "--child-run" else lines[-1]
 
 
 def plot(rows, path):
@@ -139,6 +153,7 @@ def main():
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "fedrec_bench_scale"))
+    ap.add_argument("--keep", action="store_true", help="keep the generated data in --cache for the next run")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
@@ -150,34 +165,52 @@ def main():
     rows, gens = [], {}
     for size in a.sizes:
         path = os.path.join(a.cache, f"data_{size}.pkl")
-        g = run_child(["--child-generate", size, path], log)
+        g = (json.loads(Path(path + ".json").read_text()) if os.path.exists(path + ".json") and os.path.exists(path)
+             else run_child(["--child-generate", size, path], log))
         if g is None: continue
         gens[size] = g
         log(f"{size:,} users: {g['ratings']:,} ratings x {g['items']:,} items ({g['name']}), generated in {g['gen_seconds']:.1f} s, "
             f"peak {g['gen_peak_gb']:.2f} GB")
-        for cfg in a.configs:
-            r = run_child(["--child-run", size, cfg, path, a.rounds], log)
-            if r is None: continue
+        for r in run_child(["--child-run", size, ",".join(a.configs), path, a.rounds], log) or []:
             rows.append(r)
-            log(f"  {cfg:7s} {r['clients']:>7,} clients {r['seconds_per_round']:8.2f} s/round (rounds {', '.join(f'{x:.2f}' for x in r['round_seconds'])}), "
-                f"peak {r['peak_gb']:.2f} GB (after setup {r['setup_peak_gb']:.2f}), setup {r['setup_seconds']:.0f} s, {r['engine']}")
-        os.remove(path)
-    log("\n| clients | ratings | " + " | ".join(f"{c} s/round | {c} peak GB" for c in a.configs) + " |")
-    log("|---|---|" + "---|---|" * len(a.configs))
-    for size, g in gens.items():
+            log(f"  {r['config']:7s} {r['clients']:>7,} clients {r['seconds_per_round']:8.2f} s/round (rounds {', '.join(f'{x:.2f}' for x in r['round_seconds'])}), "
+                f"peak {r['peak_gb']:.2f} GB (before its rounds {r['setup_peak_gb']:.2f}), setup {r['setup_seconds']:.0f} s, {r['engine']}")
+        if not a.keep: os.remove(path); os.remove(path + ".json")
+    report(gens, rows, a.configs, a.json, a.plot, log, a.rounds)
+
+
+def report(gens: dict, rows: list, configs: list, json_path, plot_path, log, rounds):
+    "The table of seconds per round and peak memory by size and configuration, its JSON and its plot."
+    log("\n| clients | ratings | " + " | ".join(f"{c} s/round | {c} peak GB" for c in configs) + " |")
+    log("|---|---|" + "---|---|" * len(configs))
+    for size, g in sorted(gens.items(), key=lambda kv: int(kv[0])):
         cells = []
-        for c in a.configs:
-            r = next((x for x in rows if x["size"] == size and x["config"] == c), None)
+        for c in configs:
+            r = next((x for x in rows if int(x["size"]) == int(size) and x["config"] == c), None)
             cells += [f"{r['seconds_per_round']:.2f}", f"{r['peak_gb']:.2f}"] if r else ["-", "-"]
-        log(f"| {size:,} | {g['ratings']:,} | " + " | ".join(cells) + " |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(dict(threads=1, cpu=cpu_model(), torch=__import__("torch").__version__,
-                                                python=platform.python_version(), rounds=a.rounds, data=gens, rows=rows), indent=1) + "\n")
-    if a.plot and rows: plot(rows, a.plot)
+        log(f"| {int(size):,} | {g['ratings']:,} | " + " | ".join(cells) + " |")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(dict(threads=1, cpu=cpu_model(), torch=__import__("torch").__version__,
+                                                   python=platform.python_version(), rounds=rounds, data=gens, rows=rows), indent=1) + "\n")
+    if plot_path and rows: plot(rows, plot_path)
+
+
+def merge(argv):
+    "`--merge A.json B.json ... [--json OUT] [--plot OUT.png]`: one table and plot of several runs' rows."
+    ap = argparse.ArgumentParser(prog="bench_scale.py --merge")
+    ap.add_argument("inputs", nargs="+"); ap.add_argument("--json"); ap.add_argument("--plot")
+    a = ap.parse_args(argv)
+    runs = [json.loads(Path(f).read_text()) for f in a.inputs]
+    gens = {int(k): v for r in runs for k, v in r["data"].items()}
+    rows = [x for r in runs for x in r["rows"]]
+    configs = list(dict.fromkeys(x["config"] for x in rows))
+    print(f"$ python benchmarks/bench_scale.py --merge {' '.join(argv)}")
+    report(gens, rows, configs, a.json, a.plot, print, sorted({r["rounds"] for r in runs}))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child-generate": child_generate(int(sys.argv[2]), sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "--child-run": child_run(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--merge": merge(sys.argv[2:])
     else: main()
