@@ -32,10 +32,10 @@ def _shape_checks(d, users, ratings):
 
 
 def test_ml20m_shape_scaled_down_is_seeded_and_skewed():
-    d = synthetic_ml20m(scale=0.01, seed=2)
-    _shape_checks(d, 1_385, round(ML20M_SHAPE["n_ratings"] * 1_385 / ML20M_SHAPE["n_users"]))
-    assert d.ratings.equals(synthetic_ml20m(scale=0.01, seed=2).ratings)
-    assert not d.ratings.equals(synthetic_ml20m(scale=0.01, seed=3).ratings)
+    d = synthetic_ml20m(scale=0.005, seed=2)
+    _shape_checks(d, 692, round(ML20M_SHAPE["n_ratings"] * 692 / ML20M_SHAPE["n_users"]))
+    assert d.ratings.equals(synthetic_ml20m(scale=0.005, seed=2).ratings)
+    assert not d.ratings.equals(synthetic_ml20m(scale=0.005, seed=3).ratings)
     assert d.name == "synthetic-ml-20m" and "synthetic-ml-20m" in DATASET_NAMES and dataset_files("synthetic-ml-20m") == []
 
 
@@ -92,29 +92,32 @@ def tiny_case():
     return model, glob, clients, f, private
 
 
-def test_defences_combine_without_a_dense_matrix():
-    K, rows, d = 50_000, 1_000_000, 8          # dense, the (K, P) matrix would be 4e11 floats
-    shapes = {"item_embedding.weight": (rows, d)}
-    g = torch.Generator().manual_seed(0)
-    item = torch.randint(0, rows, (K,), generator=g)               # one touched row per client
+def _one_row_clients(K, rows, d, seed):
+    "K clients that each touched one row of a (rows, d) item table, as `ClientUpdates`."
+    g = torch.Generator().manual_seed(seed)
+    item = torch.randint(0, rows, (K,), generator=g)
     client = torch.arange(K).repeat_interleave(d)
     col = (item[:, None] * d + torch.arange(d)).reshape(-1)
-    value = torch.randn(K * d, generator=g) * 0.01
-    ups = ClientUpdates(list(range(K)), [10] * K, client, col, value, shapes)
-    glob = {"item_embedding.weight": torch.zeros(rows, d)}
-    class Toy(torch.nn.Module): item_params = ("item_embedding.weight",)
-    for kw in (dict(aggregator="median"), dict(dp_noise_multiplier=1.0, dp_clip=0.1, dp_seeded_noise=True), dict()):
-        delta, info = Defences(dict(seed=0, rounds=1, client_fraction=1.0, **kw), K, Toy()).combine(ups, glob, FedAvg(), 0)
+    return ClientUpdates(list(range(K)), [10] * K, client, col, torch.randn(K * d, generator=g) * 0.01, {"item_embedding.weight": (rows, d)})
+
+
+class _Toy(torch.nn.Module): item_params = ("item_embedding.weight",)
+
+
+def test_defences_combine_without_a_dense_matrix():
+    K, rows, d = 50_000, 200_000, 8          # dense, the (K, P) matrix would be 8e10 floats (320 GB)
+    ups, glob = _one_row_clients(K, rows, d, 0), {"item_embedding.weight": torch.zeros(rows, d)}
+    for kw in (dict(aggregator="median"), dict(aggregator="trimmed_mean"), dict()):
+        delta, _ = Defences(dict(seed=0, rounds=1, client_fraction=1.0, **kw), K, _Toy()).combine(ups, glob, FedAvg(), 0)
         assert delta["item_embedding.weight"].shape == (rows, d) and bool(torch.isfinite(delta["item_embedding.weight"]).all())
-    med, _ = Defences(dict(seed=0, rounds=1, aggregator="median"), K, Toy()).combine(ups, glob, FedAvg(), 0)
-    small = ClientUpdates(list(range(300)), [10] * 300, client[client < 300], col[client < 300], value[client < 300], shapes)
-    S = sparse_from_dense(small.U, small.mask)          # a few clients: the dense reference
-    assert torch.equal(sparse_median(S), Defences(dict(seed=0, rounds=1, aggregator="median"), 300, Toy()).combine(
-        small, glob, FedAvg(), 0)[0]["item_embedding.weight"].reshape(-1))
+    small, glob = _one_row_clients(300, 50, d, 1), {"item_embedding.weight": torch.zeros(50, d)}
+    ref = sparse_median(sparse_from_dense(small.U, small.mask))          # a few clients: the dense reference
+    got = Defences(dict(seed=0, rounds=1, aggregator="median"), 300, _Toy()).combine(small, glob, FedAvg(), 0)[0]
+    assert torch.equal(got["item_embedding.weight"].reshape(-1), ref)
 
 
 def test_gram_defences_refuse_too_many_clients_per_round_naming_client_fraction():
-    class Toy(torch.nn.Module): item_params = ("item_embedding.weight",)
+    Toy = _Toy
     for agg in ("krum", "multi_krum", "foolsgold"):
         with pytest.raises(ValueError, match="client_fraction"):
             Defences(dict(seed=0, rounds=1, aggregator=agg, client_fraction=1.0), GRAM_MAX_CLIENTS + 1, Toy())
