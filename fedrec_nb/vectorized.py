@@ -506,7 +506,9 @@ def _per_client_updates(pcs, clients, sizes, glob, private_names, device) -> Cli
     "The accepted clients' entries of every group, their rows numbered in the order of `clients` (entries stay in group order)."
     pc_pos, pc_at, pc_col, pc_val = pcs
     pos = sorted(pc_pos)
-    cat = lambda ts, dt: torch.cat(ts) if ts else torch.zeros(0, dtype=dt, device=device)
+    def cat(ts, dt):   # one list at a time, its pieces freed: the peak is the entries plus one of their columns
+        out = torch.cat(ts) if ts else torch.zeros(0, dtype=dt, device=device)
+        ts.clear(); return out
     row = torch.searchsorted(torch.as_tensor(pos, dtype=torch.long, device=device), cat(pc_at, torch.long))
     return ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], row, cat(pc_col, torch.long),
                          cat(pc_val, torch.float32), update_layout(glob, private_names))
