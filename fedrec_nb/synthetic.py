@@ -50,8 +50,10 @@ def _draw_pairs(n_users, n_items, counts, pop, rng):
         deficit = np.maximum(counts - np.bincount(keys // n_items, minlength=n_users), 0)
         if not deficit.any(): break
     extra = []  # the few heavy users still short: draw from the items they lack, without replacement
-    for u in np.flatnonzero(deficit):
-        lack = np.setdiff1d(np.arange(n_items), keys[keys // n_items == u] % n_items)
+    short = np.flatnonzero(deficit)
+    lo = np.searchsorted(keys, short * n_items); hi = np.searchsorted(keys, (short + 1) * n_items)   # keys are sorted: a slice per user
+    for u, a, b in zip(short, lo, hi):
+        lack = np.setdiff1d(np.arange(n_items), keys[a:b] % n_items)
         p = pop[lack] / pop[lack].sum()
         extra.append(u * n_items + rng.choice(lack, deficit[u], replace=False, p=p))
     if extra: keys = np.sort(np.concatenate([keys] + extra))
