@@ -121,13 +121,21 @@ def cpu_model() -> str:
     except OSError: return "unknown"
 
 
-def run_child(args, log):
+def run_child(args, log, on_row=None):
+    "Run this script as a child; its JSON lines go to `on_row` as they come (a long size keeps what finished)."
+    import tempfile
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        log(f"  failed ({' '.join(map(str, args))}): {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-        return None
-    lines = [json.loads(l) for l in r.stdout.strip().splitlines() if l.startswith("{")]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, __file__, *map(str, args)], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        lines = []
+        for line in proc.stdout:
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+                if on_row is not None: on_row(lines[-1])
+        if proc.wait() != 0:
+            err.seek(0); tail = err.read().strip().splitlines()
+            log(f"  failed ({' '.join(map(str, args))}): {tail[-1] if tail else proc.returncode}")
+            if not lines: return None
     return lines if args[0] == "--child-run" else lines[-1]
 
 
@@ -171,10 +179,12 @@ def main():
         gens[size] = g
         log(f"{size:,} users: {g['ratings']:,} ratings x {g['items']:,} items ({g['name']}), generated in {g['gen_seconds']:.1f} s, "
             f"peak {g['gen_peak_gb']:.2f} GB")
-        for r in run_child(["--child-run", size, ",".join(a.configs), path, a.rounds], log) or []:
+        def on_row(r):
             rows.append(r)
             log(f"  {r['config']:7s} {r['clients']:>7,} clients {r['seconds_per_round']:8.2f} s/round (rounds {', '.join(f'{x:.2f}' for x in r['round_seconds'])}), "
                 f"peak {r['peak_gb']:.2f} GB (before its rounds {r['setup_peak_gb']:.2f}), setup {r['setup_seconds']:.0f} s, {r['engine']}")
+            if a.json: report(gens, rows, a.configs, a.json, None, lambda s: None, a.rounds)   # what finished so far
+        run_child(["--child-run", size, ",".join(a.configs), path, a.rounds], log, on_row)
         if not a.keep: os.remove(path); os.remove(path + ".json")
     report(gens, rows, a.configs, a.json, a.plot, log, a.rounds)
 
