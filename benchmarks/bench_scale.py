@@ -90,7 +90,7 @@ def child_run(size: int, configs: str, path: str, rounds: int):
         if split not in feds:   # the split, the features, the clients and the model: once per objective
             train, test = split_ratings(data.ratings, split, 0.1, 0)
             exp = Experiment(data, train, test, encode_features(data), dict(dataset=data.name, seed=0, test_size=0.1, split=split), out)
-            base = dict(partition="user", num_clients=int(train.user_id.nunique()), private_user_embeddings=True, client_fraction=1.0,
+            base = dict(partition="user", split=split, test_size=0.1, num_clients=int(train.user_id.nunique()), private_user_embeddings=True, client_fraction=1.0,
                         rounds=rounds, seed=0, threads=1, output_dir=str(out), **kw)
             feds[split] = build_federation(base, exp)
         fed = feds[split]
