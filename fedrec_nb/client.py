@@ -23,9 +23,10 @@ from .implicit import IMPLICIT_LOSSES, interaction_keys, sample_train_negatives,
 # %% auto #0
 __all__ = ['NEGATIVES_STREAM', 'MAX_UPDATE_VALUE', 'ClientData', 'LocalConfig', 'part_lr', 'client_generator', 'PrivateState',
            'SparseRows', 'ClientResult', 'update_nbytes', 'transfer_nbytes', 'clients_nbytes', 'update_problem',
-           'accept_updates', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'client_updates',
-           'accumulate', 'as_device', 'torch_threads', 'predict_rows', 'client_negatives', 'LocalOptimizer',
-           'train_client', 'build_clients', 'sample_clients', 'local_train_sequential']
+           'accept_updates', 'RoundUpdate', 'ClientUpdates', 'update_layout', 'flatten_update', 'update_entries',
+           'entries_updates', 'client_updates', 'accumulate', 'as_device', 'torch_threads', 'predict_rows',
+           'client_negatives', 'LocalOptimizer', 'train_client', 'build_clients', 'sample_clients',
+           'local_train_sequential']
 
 # %% ../nbs/06b_client.ipynb #b0d40379
 def _empty(dtype): return torch.empty(0, dtype=dtype)
@@ -232,13 +233,32 @@ class RoundUpdate:
 
 @dataclass
 class ClientUpdates:
-    "Every accepted client's update of the shared parameters as one row of a (K, P) matrix: what server-side defences need."
+    """Every accepted client's update of the shared parameters as the coordinates it touched: row k of a (K, P) matrix that
+    is never built (a one-user client touches a few hundred of P values; 138,493 such rows would be 30 GB dense). The
+    entries are `fedrec_nb.robust.SparseUpdates`' (`sparse_updates(client, col, value, K, P)`): what server-side defences read."""
     cids: list            # the clients, in row order
     n_train: list         # their training rows (the weighted strategies' weights)
-    U: torch.Tensor       # (K, P) float: row k is client k's delta, flattened in the layout `shapes`
-    mask: torch.Tensor    # (K, P) bool: True where client k touched the coordinate (its rows of user/item tables, every dense one)
+    client: torch.Tensor  # (nnz,) long: the row (0..K-1) of each entry
+    col: torch.Tensor     # (nnz,) long: its coordinate in the layout `shapes` (no (client, col) twice)
+    value: torch.Tensor   # (nnz,) float: its value; every touched coordinate has an entry (its rows of user/item tables, every dense one), zeros included
     shapes: dict          # name -> shape: the layout (`fedrec_nb.robust.unstack` turns a (P,) row back into tensors)
     def __len__(self): return len(self.cids)
+    @property
+    def P(self) -> int: return sum(math.prod(s) for s in self.shapes.values())
+    @property
+    def U(self) -> torch.Tensor:
+        "The dense (K, P) matrix, 0 where untouched: for a few clients only (examples, tests)."
+        return torch.zeros(len(self), self.P, dtype=self.value.dtype, device=self.value.device).index_put_((self.client, self.col), self.value)
+    @property
+    def mask(self) -> torch.Tensor:
+        "The dense (K, P) bool matrix of touched coordinates: for a few clients only (examples, tests)."
+        M = torch.zeros(len(self), self.P, dtype=torch.bool, device=self.value.device)
+        return M.index_put_((self.client, self.col), torch.ones_like(self.col, dtype=torch.bool))
+    @classmethod
+    def from_dense(cls, cids, n_train, U: torch.Tensor, mask: torch.Tensor, shapes: dict) -> "ClientUpdates":
+        "The entries of a dense (K, P) `U` where `mask` is True (by client, then coordinate)."
+        k, c = mask.nonzero(as_tuple=True)
+        return cls(list(cids), list(n_train), k, c, U[k, c], shapes)
 
 def update_layout(global_params: dict, private_names=()) -> dict:
     "`{name: shape}` of the shared parameters in the model's order: the columns of `ClientUpdates.U`."
@@ -258,14 +278,34 @@ def flatten_update(update: dict, shapes: dict, device=None) -> tuple:
         parts.append(t.reshape(-1).float()); masks.append(m.reshape(-1))
     return torch.cat(parts), torch.cat(masks)
 
+def update_entries(update: dict, shapes: dict, device=None) -> tuple:
+    "A client's update as `(col, value)`: the coordinates it touched in the layout `shapes` (`flatten_update`'s mask), in order."
+    cols, vals, off = [], [], 0
+    for n, s in shapes.items():
+        v, size = update.get(n), math.prod(s)
+        if isinstance(v, SparseRows):
+            w = size // s[0] if s[0] else 0
+            idx = v.index.to(device)
+            cols.append((off + idx[:, None] * w + torch.arange(w, device=idx.device)).reshape(-1))
+            vals.append(v.values.to(device).reshape(-1).float())
+        elif v is not None:
+            cols.append(torch.arange(off, off + size, device=device)); vals.append(v.to(device).reshape(-1).float())
+        off += size
+    if not cols: return torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, device=device)
+    return torch.cat(cols), torch.cat(vals)
+
+def entries_updates(cids, n_train, entries: list, layout: dict, device=None) -> ClientUpdates:
+    "`ClientUpdates` from each client's `update_entries`, in the order given."
+    col = [c for c, _ in entries]
+    client = torch.repeat_interleave(torch.arange(len(col), device=device), torch.tensor([len(c) for c in col], dtype=torch.long).to(device))
+    return ClientUpdates(list(cids), list(n_train), client,
+                         torch.cat(col) if col else torch.zeros(0, dtype=torch.long, device=device),
+                         torch.cat([v for _, v in entries]) if col else torch.zeros(0, device=device), layout)
+
 def client_updates(results: list, layout: dict, device=None) -> ClientUpdates:
-    "`ClientResult`s, in the order given, as `ClientUpdates`: one `flatten_update` row each (what server-side defences read)."
-    P = sum(math.prod(s) for s in layout.values())
-    rows = [flatten_update(r.update, layout, device) for r in results]
-    return ClientUpdates([r.cid for r in results], [r.n_train for r in results],
-                         torch.stack([v for v, _ in rows]) if rows else torch.zeros(0, P, device=device),
-                         torch.stack([m for _, m in rows]) if rows else torch.zeros(0, P, dtype=torch.bool, device=device),
-                         layout)
+    "`ClientResult`s, in the order given, as `ClientUpdates`: one `update_entries` each (what server-side defences read)."
+    return entries_updates([r.cid for r in results], [r.n_train for r in results],
+                           [update_entries(r.update, layout, device) for r in results], layout, device)
 
 def accumulate(delta: dict, update: dict, w: float):
     "Add `w` times a client's update to the running sum `delta` (`SparseRows` with `index_add_`)."
@@ -462,7 +502,7 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
     glob = {n: global_params[n].to(device) for n, _ in model.named_parameters()}
     delta = {n: torch.zeros_like(t) for n, t in glob.items() if n not in private_names}
     stats, rejected, kept = [], [], 0.0
-    layout, rows_u, rows_m, ids, sizes = update_layout(glob, private_names), [], [], [], []
+    layout, entries, ids, sizes = update_layout(glob, private_names), [], [], []
     for k, c in enumerate(clients):
         rows = {n: t.to(device) for n, t in private.get(c)[1].items()} if private is not None and c.n_train else None
         res = train_client(model, glob, c, rows, cfg, seed, round_idx, features, device)
@@ -475,12 +515,6 @@ def local_train_sequential(model: torch.nn.Module,  # the network (its own param
         with torch.no_grad(): accumulate(delta, res.update, w)
         if private is not None: private.put(c.cid, res.private_rows, res.private_items)
         stats.append(dict(cid=c.cid, n_train=c.n_train, **res.stats))
-        if per_client:
-            v, m = flatten_update(res.update, layout, device)
-            rows_u.append(v); rows_m.append(m); ids.append(c.cid); sizes.append(c.n_train)
-    ups = None
-    if per_client:
-        P = sum(math.prod(s) for s in layout.values())
-        ups = ClientUpdates(ids, sizes, torch.stack(rows_u) if rows_u else torch.zeros(0, P, device=device),
-                            torch.stack(rows_m) if rows_m else torch.zeros(0, P, dtype=torch.bool, device=device), layout)
+        if per_client: entries.append(update_entries(res.update, layout, device)); ids.append(c.cid); sizes.append(c.n_train)
+    ups = entries_updates(ids, sizes, entries, layout, device) if per_client else None
     return RoundUpdate(delta, stats, rejected, kept, ups)

@@ -12,13 +12,13 @@ from pathlib import Path
 from .downloads import DATASETS, NETWORK_TIMEOUT, REQUIRED_FILES, fetch_movielens, find_movielens
 from .movielens import find_ml1m_metadata, load_ml1m_metadata, load_movielens, read_movielens_at
 from .ratings import RatingsData, load_ratings
-from .synthetic import synthetic_movielens
+from .synthetic import synthetic_ml20m, synthetic_movielens
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'RATINGS_SUFFIXES', 'load_dataset', 'is_ratings_path', 'dataset_files', 'fetch_cli']
 
 # %% ../nbs/01f_data.ipynb #fb16b573
-def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized), 'synthetic-ml-1m', or a path to a ratings file
+def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized), 'synthetic-ml-1m', 'synthetic-ml-20m', or a path to a ratings file
                  data_dir=None,  # where to look for files (see `load_movielens`)
                  seed=0,         # seed of the synthetic generators
                  download=True,  # may `load_movielens` download?
@@ -36,10 +36,11 @@ def load_dataset(name="ml-100k", # a MovieLens name, 'synthetic' (ML-100K-sized)
         d = synthetic_movielens(n_users=6040, n_items=3883, n_ratings=1_000_209, seed=seed, users=users, items=items)
         d.name = "synthetic-ml-1m"
         return d
+    if name == "synthetic-ml-20m": return synthetic_ml20m(seed=seed)   # 20M ratings: about a minute and a few GB
     if is_ratings_path(name): return load_ratings(name, name=Path(name).stem, duplicates=duplicates, rating_scale=rating_scale)
     return load_movielens(name, data_dir, download=download)
 
-DATASET_NAMES = list(DATASETS) + ["synthetic", "synthetic-ml-1m"]
+DATASET_NAMES = list(DATASETS) + ["synthetic", "synthetic-ml-1m", "synthetic-ml-20m"]
 RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 
 def is_ratings_path(name) -> bool:
@@ -52,7 +53,7 @@ def dataset_files(name="ml-100k", # as `load_dataset`'s `name`
                   download=True,  # may a missing MovieLens release be downloaded (as `load_dataset` would)?
                  ) -> list:
     "The files `load_dataset(name, data_dir)` reads (`Path`s, in a fixed order); [] for data generated from the seed alone."
-    if name == "synthetic": return []
+    if name in ("synthetic", "synthetic-ml-20m"): return []
     if name == "synthetic-ml-1m":
         src = find_ml1m_metadata(data_dir)
         return [] if src is None else [src / "users.dat", src / "movies.dat"] if src.is_dir() else [src]

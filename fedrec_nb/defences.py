@@ -14,8 +14,9 @@ from .client import ClientUpdates, sample_clients
 from .experiment import ParameterError
 from .parameters import DEFAULTS
 from .privacy import dp_aggregate_sparse, epsilon_per_round, poisson_sample
-from .robust import (SparseUpdates, aggregate_sparse, craft_promotion, exposure_ratio, fake_user_count,
-                              malicious_clients, sparse_foolsgold_weights, sparse_from_dense, sparse_row_sq_norms, unstack)
+from .robust import (SparseUpdates, aggregate_sparse, check_gram_clients, craft_promotion, exposure_ratio, fake_user_count,
+                              malicious_clients, replace_rows, sparse_attack, sparse_foolsgold_weights, sparse_row_sq_norms,
+                              sparse_updates, unstack)
 
 
 # %% auto #0
@@ -103,6 +104,8 @@ class Defences:
         if p["attack"] == "promote_item" and one_client_per_user: self.fakes = fake_user_count(num_clients, p["attack_fraction"])
         elif p["attack"] != "none": self.malicious = malicious_clients(num_clients, p["attack_fraction"], p["seed"])
         self.history, self._width = {}, 0   # foolsgold: client id -> the sum of its updates so far, (columns, values)
+        if p["aggregator"] in ("krum", "multi_krum", "foolsgold"):   # before any round: their cost grows with the square of the clients
+            check_gram_clients(int(round(p["client_fraction"] * (num_clients + self.fakes))), p["aggregator"])
         self.epsilons = (epsilon_per_round(p["dp_noise_multiplier"], p["client_fraction"], p["rounds"], p["dp_delta"],
                                            p["dp_accountant"])
                          if self.dp else None)
@@ -179,45 +182,47 @@ class Defences:
                 fakes=(),                     # ids of the fake users answering this round (promote_item; `participants`)
                ) -> tuple[dict | None, dict]:
         "The aggregated update `{name: delta}` of the shared parameters (None: nothing to apply) and the round's record."
-        p, U, M = self.p, ups.U, ups.mask
+        p = self.p
         cids, n = list(ups.cids), list(ups.n_train)
         info = dict(malicious=0, fake=0, clipped=0, selected=None, noise_std=0.0)
         fakes = [int(f) for f in np.asarray(fakes, dtype=np.int64).reshape(-1)] if not isinstance(fakes, int) else list(range(fakes))
-        dev = U.device
+        S = sparse_updates(ups.client, ups.col, ups.value.detach(), len(ups), ups.P)   # the touched entries: never a (K, P) matrix
+        dev = S.value.device
         g = torch.Generator(device=dev); g.manual_seed(int(p["seed"]) * 1_000_003 + int(round_idx) * 101 + 29)
         bad = torch.as_tensor(np.isin(np.asarray(cids, dtype=np.int64), self.malicious), device=dev)
-        hn = torch.linalg.vector_norm(U, dim=1)[~bad]   # the honest clients' norms, without copying their rows
+        sq = sparse_row_sq_norms(S)
+        hn = sq[~bad].sqrt()   # the honest clients' norms
         typical = float(hn.median()) if len(hn) else p["clip_norm"]
         info["norm_median"] = typical
         if p["attack"] in ("sign_flip", "scale", "noise") and bool(bad.any()):
-            U = U.clone()
-            if p["attack"] == "sign_flip": U[bad] = -p["attack_scale"] * U[bad]      # the flipped update, boosted
-            elif p["attack"] == "scale": U[bad] = p["attack_scale"] * U[bad]
-            else:
-                honest = U[~bad]
-                rms = float(honest.pow(2).mean().sqrt()) if honest.numel() else 1.0
-                U[bad] = torch.randn(U[bad].shape, generator=g, device=dev, dtype=U.dtype) * (p["attack_scale"] * rms)
-                M = M.clone(); M[bad] = True
+            s = p["attack_scale"]
+            rms = math.sqrt(float(sq[~bad].double().sum()) / (int((~bad).sum()) * S.P)) if bool((~bad).any()) and S.P else 1.0
+            kind, factor = ("scale", -s) if p["attack"] == "sign_flip" else (p["attack"], s)   # sign_flip: the flipped update, boosted
+            S = sparse_attack(S, bad, kind, factor, s * rms, g)   # noise: N(0, (attack_scale * honest rms)^2) on every coordinate
             info["malicious"] = int(bad.sum())
         elif p["attack"] == "promote_item":
             v, m = self._promotion(global_params, p["attack_scale"] * typical, ups.shapes, dev)
+            pc = m.nonzero().flatten()
             if self.fakes:
                 if fakes:
-                    U, M = torch.cat([U, v.expand(len(fakes), -1)]), torch.cat([M, m.expand(len(fakes), -1)])
+                    rows = torch.arange(S.K, S.K + len(fakes), device=dev)
+                    S = replace_rows(S, torch.zeros(S.K, dtype=torch.bool, device=dev), rows.repeat_interleave(len(pc)),
+                                     pc.repeat(len(fakes)), v[pc].repeat(len(fakes)))
                     med = int(np.median(n)) if n else 1
                     cids += [self.num_clients + j for j in fakes]; n += [med] * len(fakes)
                 info["fake"] = len(fakes)
             elif bool(bad.any()):
-                U, M = U.clone(), M.clone(); U[bad] = v; M[bad] = m
+                idx = bad.nonzero().flatten()
+                S = replace_rows(S, bad, idx.repeat_interleave(len(pc)), pc.repeat(len(idx)), v[pc].repeat(len(idx)))
                 info["malicious"] = int(bad.sum())
-        K = U.shape[0]
+        K = S.K
         if self.dp:
             expected = p["client_fraction"] * (self.num_clients + self.fakes)
-            res = dp_aggregate_sparse(sparse_from_dense(U), float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g if p["dp_seeded_noise"] else
+            res = dp_aggregate_sparse(S, float(p["dp_clip"]), float(p["dp_noise_multiplier"]), expected, g if p["dp_seeded_noise"] else
                                entropy_generator(dev))   # the seed's noise only when asked: whoever has the seed could remove it
             info.update(clipped=res.clipped, noise_std=p["dp_noise_multiplier"] * p["dp_clip"] / expected)
             if not bool(torch.isfinite(res.delta).all()):   # the noise (or the clipped sum) overflowed the updates' float type
-                info["note"] = (f"DP-FedAvg's noised aggregate is not finite in {str(U.dtype).removeprefix('torch.')} (noise std "
+                info["note"] = (f"DP-FedAvg's noised aggregate is not finite in {str(S.value.dtype).removeprefix('torch.')} (noise std "
                                 f"dp_noise_multiplier * dp_clip = {p['dp_noise_multiplier'] * p['dp_clip']:.3g} on the sum): the model "
                                 "is left as it was; lower dp_clip")
                 return None, info
@@ -226,9 +231,7 @@ class Defences:
         if p["aggregator"] in ("krum", "multi_krum") and K <= 2 * p["krum_f"] + 2:
             info["note"] = f"{p['aggregator']}: {K} clients answered, it needs more than {2 * p['krum_f'] + 2}; round skipped"
             return None, info
-        w = strategy.client_weights(n).to(dev, U.dtype)
-        masked = p["aggregator"] in ("median", "trimmed_mean")   # over the clients that touched each coordinate
-        S = sparse_from_dense(U.detach(), M if masked else None)  # the touched entries: no (K, P) work after this
+        w = strategy.client_weights(n).to(dev, S.value.dtype)
         fg = None
         if p["aggregator"] == "foolsgold":   # each client's summed updates, this round's included; weights computed once
             fg = sparse_foolsgold_weights(self._foolsgold_history(S, cids))

@@ -45,7 +45,7 @@ def check_movielens_name(name):
     "Raise `ValueError` unless `name` is one of `DATASETS`; the message lists them."
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} "
-                         "(and 'synthetic', 'synthetic-ml-1m' or a path to a .csv/.parquet ratings file through `load_dataset`).")
+                         "(and 'synthetic', 'synthetic-ml-1m', 'synthetic-ml-20m' or a path to a .csv/.parquet ratings file through `load_dataset`).")
 
 def search_dirs(data_dir=None):
     "The folders a dataset is looked for in, in order: `data_dir` (which must exist), `FEDREC_DATA`, the cache."

@@ -149,10 +149,18 @@ def client_of_user(user_index: np.ndarray, # contiguous user index of every trai
                    parts: list,            # the partition
                    n_users: int,           # number of users
                   ) -> np.ndarray:
-    "For each user, the client holding most of their training rows (-1: none)."
-    counts = np.zeros((len(parts), n_users), np.int64)
-    for k, p in enumerate(parts): counts[k] = np.bincount(user_index[p], minlength=n_users)
-    return np.where(counts.max(0) > 0, counts.argmax(0), -1)
+    "For each user, the client holding most of their training rows (lowest id on ties; -1: none)."
+    out, K = np.full(n_users, -1, np.int64), len(parts)
+    rows = [np.asarray(p, dtype=np.int64) for p in parts]
+    if not sum(len(p) for p in rows): return out
+    # (user, client) pairs with their row counts, never a dense clients x users matrix (138,493^2 at one client per user)
+    pair, cnt = np.unique(np.asarray(user_index, dtype=np.int64)[np.concatenate(rows)] * K
+                          + np.repeat(np.arange(K), [len(p) for p in rows]), return_counts=True)
+    pu, pk = pair // K, pair % K
+    o = np.lexsort((pk, -cnt, pu))                  # by user, the largest count first, then the lowest client
+    first = np.ones(len(o), bool); first[1:] = pu[o][1:] != pu[o][:-1]
+    out[pu[o][first]] = pk[o][first]
+    return out
 
 # %% ../nbs/06a_partitions.ipynb #e2fd8df8
 def plot_partition(train: pd.DataFrame, parts: list, title: str = "", ax=None, sort_by_size=False):

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['AGGREGATORS', 'ATTACKS', 'GRAM_WARN_CLIENTS', 'check_updates', 'stack_updates', 'unstack', 'coordinate_median',
-           'trimmed_mean', 'pairwise_sq_distances', 'check_krum', 'krum_from_distances', 'krum_scores',
-           'factors_from_norms', 'clip_factors', 'clip_rows', 'Aggregated', 'aggregate', 'sign_flip', 'scale', 'noise',
-           'malicious_count', 'malicious_clients', 'fake_user_count', 'apply_attack', 'craft_promotion',
-           'exposure_ratio', 'foolsgold_weights', 'foolsgold_from_cosines', 'SparseUpdates', 'sparse_updates',
-           'sparse_from_dense', 'sparse_median', 'sparse_trimmed_mean', 'sparse_row_sq_norms', 'sparse_weighted_sum',
-           'sparse_gram', 'gram_sq_distances', 'sparse_foolsgold_weights', 'aggregate_sparse']
+__all__ = ['AGGREGATORS', 'ATTACKS', 'GRAM_WARN_CLIENTS', 'GRAM_MAX_CLIENTS', 'SORT_BLOCK_ENTRIES', 'check_updates',
+           'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean', 'pairwise_sq_distances', 'check_krum',
+           'krum_from_distances', 'krum_scores', 'factors_from_norms', 'clip_factors', 'clip_rows', 'Aggregated',
+           'aggregate', 'sign_flip', 'scale', 'noise', 'malicious_count', 'malicious_clients', 'fake_user_count',
+           'apply_attack', 'craft_promotion', 'exposure_ratio', 'foolsgold_weights', 'foolsgold_from_cosines',
+           'check_gram_clients', 'SparseUpdates', 'sparse_updates', 'sparse_from_dense', 'sparse_median',
+           'sparse_trimmed_mean', 'sparse_row_sq_norms', 'sparse_weighted_sum', 'sparse_gram', 'gram_sq_distances',
+           'sparse_foolsgold_weights', 'aggregate_sparse', 'sparse_attack', 'replace_rows']
 
 # %% ../nbs/06e_robust.ipynb #82579ec1
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound", "foolsgold")
@@ -246,6 +247,11 @@ def fake_user_count(n_users: int, attack_fraction: float) -> int:
         raise ValueError(f"parameter attack_fraction={attack_fraction!r}: must be in [0, 1)")
     return int(round(attack_fraction * n_users / (1 - attack_fraction)))
 
+def _malicious_index(malicious, device) -> torch.Tensor:
+    "The malicious rows as indices (a bool mask's True positions, in order)."
+    idx = torch.as_tensor(malicious, device=device)
+    return idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
+
 def apply_attack(U: torch.Tensor,             # (K, P) honest updates of the sampled clients
                  malicious,                   # bool mask (K,) or indices of the malicious rows
                  attack: str = "none",        # 'none', 'sign_flip', 'scale', 'noise' (promote_item: `craft_promotion`)
@@ -259,8 +265,7 @@ def apply_attack(U: torch.Tensor,             # (K, P) honest updates of the sam
     if attack == "promote_item":
         raise ValueError("parameter attack='promote_item' is targeted: build the fake users' rows with craft_promotion")
     out = U.clone()
-    idx = torch.as_tensor(malicious, device=U.device)
-    if idx.dtype == torch.bool: idx = idx.nonzero().flatten()
+    idx = _malicious_index(malicious, U.device)
     if attack == "none" or idx.numel() == 0: return out
     rows = out[idx]
     out[idx] = (sign_flip(rows) if attack == "sign_flip" else scale(rows, attack_scale) if attack == "scale"
@@ -351,6 +356,16 @@ def foolsgold_from_cosines(cs: torch.Tensor, kappa: float = 1.0, tol: float = 1e
 
 # %% ../nbs/06e_robust.ipynb #14c48192
 GRAM_WARN_CLIENTS = 10_000   # above this many clients a (K, K) float64 Gram matrix (Krum, FoolsGold) takes > 0.8 GB
+GRAM_MAX_CLIENTS = 40_000    # above this many, 12.8 GB each (the Gram and the distances): refused
+
+def check_gram_clients(K: int, what: str = "krum, multi_krum and foolsgold"):
+    """Refuse more than `GRAM_MAX_CLIENTS` clients per round for a method built on the (K, K) Gram matrix, warn above
+    `GRAM_WARN_CLIENTS`: its memory and time grow with K^2 (the other defences grow with the touched entries)."""
+    gb = K * K * 8 / 1e9
+    msg = (f"{what}: {K:,} clients: per round (K, K) float64 matrices of {gb:.1f} GB each and O(K^2) time; "
+           f"sample fewer clients per round (parameter client_fraction, e.g. {min(1.0, GRAM_WARN_CLIENTS / max(K, 1)):.3g})")
+    if K > GRAM_MAX_CLIENTS: raise ValueError(msg + f": refused above {GRAM_MAX_CLIENTS:,} clients")
+    if K > GRAM_WARN_CLIENTS: warnings.warn(msg)
 
 class SparseUpdates(NamedTuple):
     "K clients' updates of P coordinates as the entries each client touched, in any order; untouched: no entry."
@@ -408,9 +423,32 @@ def _at_rank(S, r, n, start, neg, zeros):
     v = S.value[(start + pos).clamp(0, S.value.numel() - 1)]
     return torch.where(is_zero, torch.zeros_like(v), v)
 
+SORT_BLOCK_ENTRIES = 1 << 24   # the median and the trimmed mean sort at most about this many entries at once
+
+def _column_blocks(S: SparseUpdates, max_entries: int | None = None):
+    """`(c0, c1, B)`: `S` cut into ranges of whole columns of about `max_entries` entries each (`B`: the entries of
+    columns c0..c1-1), so that a sort's copies stay a block's size (at ML-20M's 138,493 clients, 162M entries)."""
+    max_entries = SORT_BLOCK_ENTRIES if max_entries is None else max_entries
+    if S.col.numel() <= max_entries: yield 0, S.P, S; return
+    cum = torch.cumsum(torch.bincount(S.col, minlength=S.P), 0)
+    cuts = torch.searchsorted(cum, torch.arange(max_entries, int(cum[-1]), max_entries, device=cum.device), right=True)
+    bounds = sorted({0, S.P, *cuts.clamp(max=S.P).tolist()})
+    for c0, c1 in zip(bounds[:-1], bounds[1:]):
+        keep = ((S.col >= c0) & (S.col < c1)).nonzero().flatten()
+        yield c0, c1, SparseUpdates(S.K, S.P, S.client[keep], S.col[keep], S.value[keep])
+
+def _by_blocks(fn, S: SparseUpdates, *args) -> torch.Tensor:
+    "`fn(S, *args)`, a (P,) per-column result, computed a block of columns at a time (`_column_blocks`): the same values."
+    out = torch.zeros(S.P, dtype=S.value.dtype, device=S.value.device)
+    for c0, c1, B in _column_blocks(S): out[c0:c1] = fn(B, *args)[c0:c1]
+    return out
+
 def sparse_median(S: SparseUpdates, implicit_zeros: bool = False) -> torch.Tensor:
     """`coordinate_median` from the touched entries alone: over the clients that touched each coordinate (`mask`'s rule,
     0 where none did), or with `implicit_zeros` over all K clients, an untouched one counting as a 0 that is never stored."""
+    return _by_blocks(_block_median, S, implicit_zeros)
+
+def _block_median(S: SparseUpdates, implicit_zeros: bool) -> torch.Tensor:
     S, n, start, _, neg = _column_ranks(S)
     m = torch.full_like(n, S.K) if implicit_zeros else n
     lo, hi = (m - 1).clamp(min=0) // 2, m // 2
@@ -420,6 +458,9 @@ def sparse_median(S: SparseUpdates, implicit_zeros: bool = False) -> torch.Tenso
 def sparse_trimmed_mean(S: SparseUpdates, trim_fraction: float = 0.1, implicit_zeros: bool = False) -> torch.Tensor:
     "`trimmed_mean` from the touched entries alone (the same two rules as `sparse_median`), summed in float64."
     if not 0 <= trim_fraction < 0.5: raise ValueError(f"parameter trim_fraction={trim_fraction!r}: must be in [0, 0.5)")
+    return _by_blocks(_block_trimmed_mean, S, trim_fraction, implicit_zeros)
+
+def _block_trimmed_mean(S: SparseUpdates, trim_fraction: float, implicit_zeros: bool) -> torch.Tensor:
     S, n, start, rank, neg = _column_ranks(S)
     m = torch.full_like(n, S.K) if implicit_zeros else n
     b = (torch.full_like(n, int(math.floor(trim_fraction * S.K))) if implicit_zeros   # the dense rules, exactly
@@ -455,10 +496,8 @@ def _column_groups(S: SparseUpdates):
 
 def sparse_gram(S: SparseUpdates) -> torch.Tensor:
     """The (K, K) float64 Gram matrix U U^T from the touched entries: one small product per group of columns touched by
-    the same clients (a table row), added into the clients' block. Warns above `GRAM_WARN_CLIENTS` clients."""
-    if S.K > GRAM_WARN_CLIENTS:
-        warnings.warn(f"{S.K:,} clients: Krum's and FoolsGold's (K, K) float64 matrices take {S.K * S.K * 8 / 1e9:.1f} GB each "
-                      f"and O(K^2) time (more than {GRAM_WARN_CLIENTS:,} clients); sample fewer clients per round")
+    the same clients (a table row), added into the clients' block. Warns or refuses at many clients (`check_gram_clients`)."""
+    check_gram_clients(S.K)
     G = torch.zeros(S.K, S.K, dtype=torch.float64, device=S.value.device)
     if not S.value.numel(): return G
     S, n, start, gid = _column_groups(S)
@@ -538,3 +577,32 @@ def aggregate_sparse(S: SparseUpdates,              # the K clients' touched ent
     wk = wk / wk.sum() if float(wk.sum()) > 0 else torch.full_like(wk, 1.0 / len(keep))
     return Aggregated(_sparse_rows(S, keep, wk), keep)
 
+
+# %% ../nbs/06e_robust.ipynb #4a695983
+def sparse_attack(S: SparseUpdates,            # the sampled clients' touched entries
+                  malicious,                   # bool mask (K,) or indices of the malicious rows
+                  attack: str = "none",        # as `apply_attack`
+                  attack_scale: float = 10.0, noise_std: float = 1.0,
+                  generator: torch.Generator | None = None,
+                 ) -> SparseUpdates:
+    "`apply_attack` on the touched entries: the entries of `apply_attack(U)`'s touched (or noised) coordinates."
+    if attack not in ATTACKS: raise ValueError(f"parameter attack={attack!r}: must be one of {list(ATTACKS)}")
+    if attack == "promote_item":
+        raise ValueError("parameter attack='promote_item' is targeted: build the fake users' rows with craft_promotion")
+    idx = _malicious_index(malicious, S.value.device)
+    if attack == "none" or idx.numel() == 0: return S
+    bad = torch.zeros(S.K, dtype=torch.bool, device=idx.device); bad[idx] = True
+    if attack in ("sign_flip", "scale"):
+        sel = bad[S.client]
+        new = sign_flip(S.value[sel]) if attack == "sign_flip" else scale(S.value[sel], attack_scale)
+        return S._replace(value=S.value.masked_scatter(sel, new))
+    rows = noise(torch.empty(idx.numel(), S.P, dtype=S.value.dtype, device=idx.device), noise_std, generator)
+    return replace_rows(S, bad, idx.repeat_interleave(S.P), torch.arange(S.P, device=idx.device).repeat(idx.numel()), rows.reshape(-1))
+
+def replace_rows(S: SparseUpdates, drop: torch.Tensor, client, col, value) -> SparseUpdates:
+    "`S` without the entries of the clients where `drop` (bool (K,)) is True, then the entries `(client, col, value)` (K may grow)."
+    keep = ~drop[S.client]
+    client = torch.as_tensor(client, dtype=torch.long, device=S.value.device)
+    K = max(S.K, int(client.max()) + 1 if client.numel() else 0)
+    return SparseUpdates(K, S.P, torch.cat([S.client[keep], client]), torch.cat([S.col[keep], col.to(S.col.device)]),
+                         torch.cat([S.value[keep], value.to(S.value.dtype)]))

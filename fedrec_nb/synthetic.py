@@ -12,7 +12,7 @@ from .movielens import ML100K_GENRES, ML1M_AGES, ML1M_OCCUPATIONS
 from .ratings import RatingsData, finish_ratings
 
 # %% auto #0
-__all__ = ['synthetic_movielens']
+__all__ = ['ML20M_SHAPE', 'ML20M_POPULARITY_SKEW', 'synthetic_movielens', 'synthetic_ml20m']
 
 # %% ../nbs/01c_synthetic.ipynb #35bc03d8
 _SYN_GENRES = ML100K_GENRES[1:]
@@ -50,8 +50,10 @@ def _draw_pairs(n_users, n_items, counts, pop, rng):
         deficit = np.maximum(counts - np.bincount(keys // n_items, minlength=n_users), 0)
         if not deficit.any(): break
     extra = []  # the few heavy users still short: draw from the items they lack, without replacement
-    for u in np.flatnonzero(deficit):
-        lack = np.setdiff1d(np.arange(n_items), keys[keys // n_items == u] % n_items)
+    short = np.flatnonzero(deficit)
+    lo = np.searchsorted(keys, short * n_items); hi = np.searchsorted(keys, (short + 1) * n_items)   # keys are sorted: a slice per user
+    for u, a, b in zip(short, lo, hi):
+        lack = np.setdiff1d(np.arange(n_items), keys[a:b] % n_items)
         p = pop[lack] / pop[lack].sum()
         extra.append(u * n_items + rng.choice(lack, deficit[u], replace=False, p=p))
     if extra: keys = np.sort(np.concatenate([keys] + extra))
@@ -71,6 +73,8 @@ def synthetic_movielens(n_users=943,       # number of users (ignored when `user
                         items=None,        # optional real items table
                         dim=8,             # rank of the latent-factor part
                         noise=0.75,        # std of the rating noise (before rounding)
+                        popularity_skew=1.4, # sigma of the items' log-normal popularity (larger: a longer tail of rarely rated films)
+                        chunk=1_000_000,   # ratings per step of the rating model (bounds its memory; the data do not depend on it)
                        ) -> RatingsData:
     "A MovieLens-shaped dataset with ratings drawn from a latent-factor model with demographic and genre effects."
     rng = np.random.default_rng(seed)
@@ -87,7 +91,7 @@ def synthetic_movielens(n_users=943,       # number of users (ignored when `user
     while short > 0:  # hand out what rounding and capping left over
         room = np.flatnonzero(counts < cap); add = rng.choice(room, min(short, len(room)), replace=False)
         counts[add] += 1; short -= len(add)
-    pop = rng.lognormal(0, 1.4, ni)
+    pop = rng.lognormal(0, popularity_skew, ni)
     u, i = _draw_pairs(nu, ni, counts, pop, rng)
     # the rating model
     genre_names = sorted({g for gs in items["genres"] for g in gs}) or ["none"]
@@ -98,14 +102,36 @@ def synthetic_movielens(n_users=943,       # number of users (ignored when `user
     G /= np.maximum(G.sum(1, keepdims=True), 1)
     P, Q = rng.normal(0, 0.45, (nu, dim)), rng.normal(0, 0.45, (ni, dim))
     bu, bi = rng.normal(0, 0.45, nu), rng.normal(0, 0.45, ni) + 0.25 * np.log(pop / pop.mean()).clip(-2, 2)
-    x = 3.55 + bu[u] + bi[i] + (P[u] * Q[i]).sum(1)
-    if {"age", "gender"} <= set(users.columns):
+    demo = {"age", "gender"} <= set(users.columns)
+    if demo:
         ages = pd.factorize(users["age"], sort=True)[0]
         A = rng.normal(0, 0.35, (ages.max() + 1, len(genre_names)))
         S = rng.normal(0, 0.25, (2, len(genre_names)))
-        x += (G[i] * A[ages[u]]).sum(1) + (G[i] * S[(users["gender"].to_numpy() == "F").astype(int)[u]]).sum(1)
-    stars = np.clip(np.rint(x + rng.normal(0, noise, len(x))), 1, 5).astype(np.float32)
+        female = (users["gender"].to_numpy() == "F").astype(int)
+    stars = np.empty(len(u), np.float32)
+    for a in range(0, len(u), chunk):   # in chunks: the (chunk, genres) float64 terms stay small; the same draws as one pass
+        uc, ic = u[a:a + chunk], i[a:a + chunk]
+        x = 3.55 + bu[uc] + bi[ic] + (P[uc] * Q[ic]).sum(1)
+        if demo: x += (G[ic] * A[ages[uc]]).sum(1) + (G[ic] * S[female[uc]]).sum(1)
+        stars[a:a + chunk] = np.clip(np.rint(x + rng.normal(0, noise, len(x))), 1, 5)
     ts = 956_703_932 + np.sort(rng.integers(0, 90_000_000, len(u)))[rng.permutation(len(u))]
     ratings = pd.DataFrame({"user_id": users["user_id"].to_numpy()[u], "item_id": items["item_id"].to_numpy()[i],
                             "rating": stars, "timestamp": ts.astype("int64")})
     return finish_ratings(RatingsData(ratings, users, items, "synthetic", (1.0, 5.0)))
+
+# %% ../nbs/01c_synthetic.ipynb #65af473c
+ML20M_SHAPE = dict(n_users=138_493, n_items=26_744, n_ratings=20_000_263)   # MovieLens-20M: users, rated films, ratings
+ML20M_POPULARITY_SKEW = 2.0   # log-normal sigma of the films' popularity: a tail of rarely rated films, as in ML-20M
+
+def synthetic_ml20m(scale: float = 1.0,  # share of ML-20M's users (and ratings) to draw; the 26,744 films stay
+                    seed: int = 0,       # random seed: same seed, same data
+                   ) -> RatingsData:
+    "A synthetic data set shaped like MovieLens-20M (`ML20M_SHAPE`), or `scale` of its users with as many ratings each."
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+        raise ValueError(f"parameter scale={scale!r}: must be in (0, 1] (the share of ML-20M's users)")
+    nu = max(1, round(ML20M_SHAPE["n_users"] * scale))
+    nr = ML20M_SHAPE["n_ratings"] if scale == 1 else round(ML20M_SHAPE["n_ratings"] * nu / ML20M_SHAPE["n_users"])
+    d = synthetic_movielens(n_users=nu, n_items=ML20M_SHAPE["n_items"], n_ratings=nr, seed=seed,
+                            popularity_skew=ML20M_POPULARITY_SKEW)
+    d.name = "synthetic-ml-20m"
+    return d

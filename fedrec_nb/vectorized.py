@@ -369,25 +369,21 @@ def local_train_vectorized(model: torch.nn.Module,  # the network (its own param
         return _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private,
                                        device, max_clients, max_rows, per_client)
 
-def _client_rows(P, glob, kinds, flat, delta_names, K, ok):
-    "The accepted clients' deltas as rows of a (K_ok, P) matrix and their touched masks, built in one scatter per tensor."
-    keep = ok.nonzero().flatten()
-    rows_u, rows_m = [], []
-    for name in delta_names:
-        g = glob[name]
-        if kinds[name] is None:
-            d = (P[name] - g).reshape(K, -1)
-            rows_u.append(d[keep]); rows_m.append(torch.ones_like(d[keep], dtype=torch.bool))
-            continue
-        rows, slot = flat[kinds[name]]
-        d = P[name] - take_rows(g, rows)
-        Z = torch.zeros(K, *g.shape, dtype=d.dtype, device=d.device)
-        Z[slot, rows] = d
-        Mk = torch.zeros(K, g.shape[0], dtype=torch.bool, device=d.device)
-        Mk[slot, rows] = True
-        rows_u.append(Z.reshape(K, -1)[keep])
-        rows_m.append(Mk.reshape(K, g.shape[0], *[1] * (g.dim() - 1)).expand(K, *g.shape).reshape(K, -1)[keep])
-    return torch.cat(rows_u, 1), torch.cat(rows_m, 1)
+def _client_rows(P, glob, kinds, flat, layout, K, ok):
+    """The accepted clients' deltas as `(slot, col, value)` entries: every coordinate each touched (its flat rows, every dense
+    tensor) in the columns of `layout`, never a dense (K, P) matrix; by tensor, then the group's flat order (a client's columns ascend)."""
+    dev, out, off = ok.device, ([], [], []), 0
+    for name, shape in layout.items():
+        size = math.prod(shape)
+        if kinds[name] is None: slot, base, d = torch.arange(K, device=dev), torch.zeros(K, dtype=torch.long, device=dev), P[name] - glob[name]
+        else:
+            rows, slot = flat[kinds[name]]
+            base, d = rows, P[name] - take_rows(glob[name], rows)
+        d = d.reshape(len(slot), -1); w = d.shape[1]
+        if not bool(ok.all()): slot, base, d = slot[ok[slot]], base[ok[slot]], d[ok[slot]]
+        out[0].append(slot.repeat_interleave(w)); out[1].append((off + base[:, None] * w + torch.arange(w, device=dev)).reshape(-1))
+        out[2].append(d.reshape(-1)); off += size
+    return tuple(torch.cat(t) for t in out)
 
 def _local_train_vectorized(model, global_params, clients, weights, features, cfg, seed, round_idx, private, device,
                             max_clients, max_rows, per_client=False):
@@ -408,7 +404,7 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
     stats = [dict(cid=c.cid, n_train=0, train_loss=float("nan"), local_mae=float("nan"), local_rmse=float("nan"))
              for c in clients]
     rejected, kept = [], torch.zeros((), dtype=torch.float64)
-    pcs = ([], [], [])   # per_client: positions in `clients`, rows, masks
+    pcs = ([], [], [], [])   # per_client: accepted positions in `clients`; each entry's position, column and value
     for grp in plan_groups(sizes, max_clients, max_rows):
         cl = [clients[p] for p in grp]
         g = _group_inputs(cl, sizes, grp, features, cfg, seed, round_idx, device)
@@ -422,8 +418,9 @@ def _local_train_vectorized(model, global_params, clients, weights, features, cf
             w = weights[torch.as_tensor(grp, device=device)]
             ok, okl, kept = _accept_and_sum(P, glob, kinds, g.flat, delta, w, cl, private_names, rejected, kept)
             if per_client:
-                Ug, Mg = _client_rows(P, glob, kinds, g.flat, list(delta), len(cl), ok)
-                pcs[0].extend(p for p, good in zip(grp.tolist(), okl) if good); pcs[1].append(Ug); pcs[2].append(Mg)
+                slot, col, val = _client_rows(P, glob, kinds, g.flat, update_layout(glob, private_names), len(cl), ok)
+                pcs[0].extend(p for p, good in zip(grp.tolist(), okl) if good)
+                pcs[1].append(torch.as_tensor(grp, device=device)[slot]); pcs[2].append(col); pcs[3].append(val)
             if private is not None: _keep_private(model, private, private_names, P, g, cl, okl)
             train_loss, mae, rmse = _group_figures(model, P, kinds, g, losses, features, cfg, run, device)
         reasons = {r["cid"]: r["reason"] for r in rejected}
@@ -515,15 +512,15 @@ def _group_figures(model, P, kinds, g, losses, features, cfg, run, device):
     return train_loss, (abs_sum / nf).tolist(), (sq_sum / nf).sqrt().tolist()
 
 def _per_client_updates(pcs, clients, sizes, glob, private_names, device) -> ClientUpdates:
-    "The accepted clients' own rows of every group, in the order of `clients`."
-    pc_pos, pc_u, pc_m = pcs
-    layout = update_layout(glob, private_names)
-    P_all = sum(math.prod(s) for s in layout.values())
-    U = torch.cat(pc_u) if pc_u else torch.zeros(0, P_all, device=device)
-    M = torch.cat(pc_m) if pc_m else torch.zeros(0, P_all, dtype=torch.bool, device=device)
-    o = torch.as_tensor(np.argsort(pc_pos, kind="stable"), dtype=torch.long, device=device)
+    "The accepted clients' entries of every group, their rows numbered in the order of `clients` (entries stay in group order)."
+    pc_pos, pc_at, pc_col, pc_val = pcs
     pos = sorted(pc_pos)
-    return ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], U[o], M[o], layout)
+    def cat(ts, dt):   # one list at a time, its pieces freed: the peak is the entries plus one of their columns
+        out = torch.cat(ts) if ts else torch.zeros(0, dtype=dt, device=device)
+        ts.clear(); return out
+    row = torch.searchsorted(torch.as_tensor(pos, dtype=torch.long, device=device), cat(pc_at, torch.long))
+    return ClientUpdates([clients[p].cid for p in pos], [sizes[p] for p in pos], row, cat(pc_col, torch.long),
+                         cat(pc_val, torch.float32), update_layout(glob, private_names))
 
 def client_update(P, glob, kinds, flat, k, names) -> dict:
     """Client `k`'s update of the group's stacked parameters `P`, as `train_client` returns it: dense deltas and `SparseRows` of
