@@ -25,8 +25,10 @@ checkpoints or final results; the figure is the mean `train_seconds` of rounds 2
 `--json PATH` writes the figures with the thread count, the CPU and torch's version; `--plot PATH` draws seconds per round
 and peak memory against clients (log-log).
 """
-import argparse, json, os, platform, resource, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
+
+from benchjson import add_json_argument, cpu_model, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ML20M_USERS = 138_493
@@ -118,11 +120,6 @@ def child_run(size: int, configs: str, path: str, rounds: int):
         t0 = time.perf_counter()
 
 
-def cpu_model() -> str:
-    try: return next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
-    except OSError: return "unknown"
-
-
 def run_child(args, log, on_row=None):
     "Run this script as a child; its JSON lines go to `on_row` as they come (a long size keeps what finished)."
     import tempfile
@@ -164,7 +161,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "fedrec_bench_scale"))
     ap.add_argument("--keep", action="store_true", help="keep the generated data in --cache for the next run")
-    ap.add_argument("--json", default=None)
+    add_json_argument(ap)
     ap.add_argument("--plot", default=None)
     a = ap.parse_args()
     if any(s < 1 or s > ML20M_USERS for s in a.sizes): ap.error(f"--sizes: each between 1 and {ML20M_USERS:,}")
@@ -201,10 +198,7 @@ def report(gens: dict, rows: list, configs: list, json_path, plot_path, log, rou
             r = next((x for x in rows if int(x["size"]) == int(size) and x["config"] == c), None)
             cells += [f"{r['seconds_per_round']:.2f}", f"{r['peak_gb']:.2f}"] if r else ["-", "-"]
         log(f"| {int(size):,} | {g['ratings']:,} | " + " | ".join(cells) + " |")
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(dict(threads=1, cpu=cpu_model(), torch=__import__("torch").__version__,
-                                                   python=platform.python_version(), rounds=rounds, data=gens, rows=rows), indent=1) + "\n")
+    write_json(json_path, dict(child_threads=1, rounds=rounds, data=gens, rows=rows))   # every size ran in a child at 1 thread
     if plot_path and rows: plot(rows, plot_path)
 
 
