@@ -44,6 +44,7 @@ SWEEP = {   # name: overrides of CONFIGS["fedncf"] (Adam clients lr 0.05, server
     "base_neg8": dict(num_negatives=8, rounds=30),
     "base_neg8_r45": dict(num_negatives=8, rounds=45),
     "fedadam_neg8": dict(strategy="fedadam", server_lr=0.03, num_negatives=8, rounds=30),
+    "fedadam_neg8_r50": dict(strategy="fedadam", server_lr=0.03, num_negatives=8, rounds=50),
     "base_d64": dict(embedding_dim=64, rounds=30),
     "fedavgm": dict(strategy="fedavgm", server_lr=1.0, rounds=30),
     "fraction_0.2": dict(client_fraction=0.2, rounds=60),
