@@ -33,6 +33,7 @@ SWEEP = {   # name: overrides of CONFIGS["fedncf"] (Adam clients lr 0.05, FedAvg
     "fedadam_adam": dict(strategy="fedadam", server_lr=0.03, rounds=30),
     "fedadam_adam_r60": dict(strategy="fedadam", server_lr=0.03, rounds=60),
     "fedadam_adam_r120": dict(strategy="fedadam", server_lr=0.03, rounds=120),
+    "fedadam_adam_r200": dict(strategy="fedadam", server_lr=0.03, rounds=200),
     "fedadam_adam_slr0.1": dict(strategy="fedadam", server_lr=0.1, rounds=30),
     "fedadam_adam_le2": dict(strategy="fedadam", server_lr=0.03, local_epochs=2, rounds=30),
     # more negatives per positive
