@@ -386,8 +386,8 @@ class LocalOptimizer:
                 gs = [next(grads) for _ in ps]
                 for j, g in enumerate(gs): seen[j] = seen[j] or g is not None
                 on = [j for j in range(len(ps)) if seen[j]]
-                p_, g_ = [ps[j] for j in on], [gs[j] if gs[j] is not None else torch.zeros_like(ps[j]) for j in on]
                 if not on: continue
+                p_, g_ = [ps[j] for j in on], [gs[j] if gs[j] is not None else torch.zeros_like(ps[j]) for j in on]
                 if self.adam:
                     adam(p_, g_, [m[j] for j in on], [v[j] for j in on], [], [t[j] for j in on], foreach=True, amsgrad=False,
                          beta1=0.9, beta2=0.999, lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)

@@ -14,7 +14,7 @@ from .client import ClientUpdates, sample_clients
 from .experiment import ParameterError
 from .parameters import DEFAULTS
 from .privacy import dp_aggregate_sparse, epsilon_per_round, poisson_sample
-from .robust import (SparseUpdates, aggregate_sparse, check_gram_clients, craft_promotion, exposure_ratio, fake_user_count,
+from .robust import (SparseUpdates, GRAM_AGGREGATORS, aggregate_sparse, check_gram_clients, craft_promotion, exposure_ratio, fake_user_count,
                               malicious_clients, replace_rows, sparse_attack, sparse_foolsgold_weights, sparse_row_sq_norms,
                               sparse_updates, unstack)
 
@@ -104,7 +104,7 @@ class Defences:
         if p["attack"] == "promote_item" and one_client_per_user: self.fakes = fake_user_count(num_clients, p["attack_fraction"])
         elif p["attack"] != "none": self.malicious = malicious_clients(num_clients, p["attack_fraction"], p["seed"])
         self.history, self._width = {}, 0   # foolsgold: client id -> the sum of its updates so far, (columns, values)
-        if p["aggregator"] in ("krum", "multi_krum", "foolsgold"):   # before any round: their cost grows with the square of the clients
+        if p["aggregator"] in GRAM_AGGREGATORS:   # before any round: their cost grows with the square of the clients
             check_gram_clients(int(round(p["client_fraction"] * (num_clients + self.fakes))), p["aggregator"])
         self.epsilons = (epsilon_per_round(p["dp_noise_multiplier"], p["client_fraction"], p["rounds"], p["dp_delta"],
                                            p["dp_accountant"])

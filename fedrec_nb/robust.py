@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['AGGREGATORS', 'ATTACKS', 'GRAM_WARN_CLIENTS', 'GRAM_MAX_CLIENTS', 'SORT_BLOCK_ENTRIES', 'check_updates',
-           'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean', 'pairwise_sq_distances', 'check_krum',
-           'krum_from_distances', 'krum_scores', 'factors_from_norms', 'clip_factors', 'clip_rows', 'Aggregated',
-           'aggregate', 'sign_flip', 'scale', 'noise', 'malicious_count', 'malicious_clients', 'fake_user_count',
-           'apply_attack', 'craft_promotion', 'exposure_ratio', 'foolsgold_weights', 'foolsgold_from_cosines',
-           'check_gram_clients', 'SparseUpdates', 'sparse_updates', 'sparse_from_dense', 'sparse_median',
-           'sparse_trimmed_mean', 'sparse_row_sq_norms', 'sparse_weighted_sum', 'sparse_gram', 'gram_sq_distances',
-           'sparse_foolsgold_weights', 'aggregate_sparse', 'sparse_attack', 'replace_rows']
+__all__ = ['AGGREGATORS', 'ATTACKS', 'GRAM_WARN_CLIENTS', 'GRAM_MAX_CLIENTS', 'GRAM_AGGREGATORS', 'SORT_BLOCK_ENTRIES',
+           'check_updates', 'stack_updates', 'unstack', 'coordinate_median', 'trimmed_mean', 'pairwise_sq_distances',
+           'check_krum', 'krum_from_distances', 'krum_scores', 'factors_from_norms', 'clip_factors', 'clip_rows',
+           'Aggregated', 'aggregate', 'sign_flip', 'scale', 'noise', 'malicious_count', 'malicious_clients',
+           'fake_user_count', 'apply_attack', 'craft_promotion', 'exposure_ratio', 'foolsgold_weights',
+           'foolsgold_from_cosines', 'check_gram_clients', 'SparseUpdates', 'sparse_updates', 'sparse_from_dense',
+           'sparse_median', 'sparse_trimmed_mean', 'sparse_row_sq_norms', 'sparse_weighted_sum', 'sparse_gram',
+           'gram_sq_distances', 'sparse_foolsgold_weights', 'aggregate_sparse', 'sparse_attack', 'replace_rows']
 
 # %% ../nbs/06e_robust.ipynb #82579ec1
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "multi_krum", "norm_bound", "foolsgold")
@@ -358,7 +358,9 @@ def foolsgold_from_cosines(cs: torch.Tensor, kappa: float = 1.0, tol: float = 1e
 GRAM_WARN_CLIENTS = 10_000   # above this many clients a (K, K) float64 Gram matrix (Krum, FoolsGold) takes > 0.8 GB
 GRAM_MAX_CLIENTS = 40_000    # above this many, 12.8 GB each (the Gram and the distances): refused
 
-def check_gram_clients(K: int, what: str = "krum, multi_krum and foolsgold"):
+GRAM_AGGREGATORS = ("krum", "multi_krum", "foolsgold")   # the aggregators built on the (K, K) Gram matrix
+
+def check_gram_clients(K: int, what: str = ", ".join(GRAM_AGGREGATORS)):
     """Refuse more than `GRAM_MAX_CLIENTS` clients per round for a method built on the (K, K) Gram matrix, warn above
     `GRAM_WARN_CLIENTS`: its memory and time grow with K^2 (the other defences grow with the touched entries)."""
     gb = K * K * 8 / 1e9
